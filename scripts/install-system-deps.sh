@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Debian/Ubuntu packages that streamd's tests and demo need (run as root).
+#   - gst-rtsp-server + plugins: the loopback RTSP camera used by tests, demo and bench
+#   - mosquitto: the real MQTT broker the sink tests talk to
+#   - python3-venv: the project's virtualenv
+# Safe to run again: apt-get skips what is installed.
+set -euo pipefail
+
+packages=(
+  python3 python3-venv python3-gi
+  gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+  mosquitto mosquitto-clients
+  systemd
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "streamd needs these Debian packages: ${missing[*]}" >&2
+  echo "run as root: sudo $0" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The test fixtures start their own broker; the packaged service is not needed.
+if command -v systemctl >/dev/null && systemctl is-active -q mosquitto 2>/dev/null; then
+  systemctl disable --now mosquitto >/dev/null 2>&1 || true
+fi

@@ -1,0 +1,154 @@
+"""The ``streamd`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from streamd import __version__
+from streamd.config import DEFAULT_CONFIG, Config, load_config, redact_url, source_kind
+from streamd.errors import StreamdError
+from streamd.log import configure_logging
+
+__all__ = ["main"]
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
+
+
+def _config_path(arg: str | None) -> Path:
+    return Path(arg or os.environ.get("STREAMD_CONFIG") or DEFAULT_CONFIG)
+
+
+def _print_errors(exc: StreamdError) -> None:
+    problems = getattr(exc, "problems", None) or str(exc).splitlines()
+    print(f"streamd: configuration is invalid ({len(problems)} problem{'s' if len(problems) != 1 else ''}):",
+          file=sys.stderr)
+    for line in problems:
+        print(f"  {line}", file=sys.stderr)
+
+
+def _camera_line(config: Config, camera_id: str) -> str:
+    cam = config.cameras[camera_id]
+    parts = [
+        f"{camera_id}:",
+        f"{source_kind(cam.url)} {redact_url(cam.url)}",
+        f"model={cam.model}",
+        f"fps={'source' if cam.fps is None else f'{cam.fps:g}'}",
+        f"classes={'all' if cam.classes is None else ','.join(map(str, cam.classes))}",
+        f"min_confidence={cam.min_confidence:g}",
+        f"tracker={'on' if cam.tracker.enabled else 'off'}",
+        f"smoothing={'on' if cam.smoothing.enabled and cam.tracker.enabled else 'off'}",
+    ]
+    if not cam.enabled:
+        parts.append("(disabled)")
+    return " ".join(parts)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from streamd.daemon import class_filter, load_detectors  # noqa: PLC0415 - loads onnxruntime
+
+    path = _config_path(args.config)
+    try:
+        config = load_config(path)
+        detectors = load_detectors(config)
+        problems: list[str] = []
+        for cid, cam in config.cameras.items():
+            if cam.enabled:
+                try:
+                    class_filter(cam, detectors[cam.model], str(config.camera_files[cid]))
+                except StreamdError as exc:
+                    problems.extend(getattr(exc, "problems", [str(exc)]))
+        if problems:
+            from streamd.errors import ConfigError  # noqa: PLC0415
+
+            raise ConfigError(problems)
+    except StreamdError as exc:
+        _print_errors(exc)
+        return 1
+    print(f"{config.path}: ok, {len(config.cameras)} camera(s), zmq {config.daemon.zmq.endpoint}")
+    for name, det in detectors.items():
+        print(f"model {name}: {det.family.name} {det.input_hw[0]}x{det.input_hw[1]}, "
+              f"{len(det.class_names)} classes, batch {det.max_batch}, {det.provider}")
+    for cid in config.cameras:
+        print(_camera_line(config, cid))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    path = _config_path(args.config)
+    try:
+        config = load_config(path)
+    except StreamdError as exc:
+        configure_logging()
+        _print_errors(exc)
+        return 1
+    configure_logging(config.daemon.log.level, config.daemon.log.format)
+    from streamd.daemon import Daemon  # noqa: PLC0415 - loads onnxruntime
+
+    try:
+        daemon = Daemon.from_config(config)
+    except StreamdError as exc:
+        _print_errors(exc)
+        return 1
+    daemon.run(stats_interval_s=args.stats_interval)
+    return 0
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    from streamd.client import Subscriber  # noqa: PLC0415
+
+    endpoint = args.endpoint
+    if endpoint is None and args.config:
+        try:
+            endpoint = load_config(_config_path(args.config)).daemon.zmq.endpoint
+        except StreamdError as exc:
+            _print_errors(exc)
+            return 1
+    received = 0
+    try:
+        with Subscriber(endpoint or DEFAULT_ENDPOINT, cameras=args.camera or None) as sub:
+            while args.count is None or received < args.count:
+                got = sub.recv_raw(timeout_s=args.timeout)
+                if got is None:
+                    print(f"streamd: no message within {args.timeout:g} s", file=sys.stderr)
+                    return 1
+                sys.stdout.write(got[1].decode() + "\n")
+                sys.stdout.flush()
+                received += 1
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamd", description="Real-time video analytics daemon.")
+    parser.add_argument("--version", action="version", version=f"streamd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run in the foreground (systemd runs this)")
+    run.add_argument("--config", help=f"streamd.yaml (default: $STREAMD_CONFIG or {DEFAULT_CONFIG})")
+    run.add_argument("--stats-interval", type=float, default=60.0, help="seconds between camera status logs")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate everything; exit 1 with readable errors")
+    check.add_argument("--config", help=f"streamd.yaml (default: $STREAMD_CONFIG or {DEFAULT_CONFIG})")
+    check.set_defaults(func=cmd_check_config)
+
+    subscribe = sub.add_parser("subscribe", help="print results as JSON lines")
+    subscribe.add_argument("--endpoint", help=f"ZeroMQ endpoint (default: the config's, else {DEFAULT_ENDPOINT})")
+    subscribe.add_argument("--config", help="take the endpoint from this streamd.yaml")
+    subscribe.add_argument("--camera", action="append", help="only this camera (repeatable)")
+    subscribe.add_argument("--count", type=int, help="exit after this many messages")
+    subscribe.add_argument("--timeout", type=float, help="exit 1 when nothing arrives for this many seconds")
+    subscribe.set_defaults(func=cmd_subscribe)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code

@@ -1,0 +1,151 @@
+"""A loaded detector: images in, ``sv.Detections`` in source pixels out."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import supervision as sv
+
+from streamd.config import ModelConfig
+from streamd.detect.coco import COCO_CLASSES
+from streamd.detect.families import FAMILIES, Family
+from streamd.detect.letterbox import Letterbox, letterbox, unletterbox
+from streamd.detect.nms import batched_nms
+from streamd.detect.session import create_session
+from streamd.errors import ModelError
+
+__all__ = ["Detector", "class_names_from_metadata"]
+
+
+def class_names_from_metadata(session: ort.InferenceSession) -> list[str] | None:
+    """Class names stored by Ultralytics exports, ``{0: 'person', ...}``, if present."""
+    raw = session.get_modelmeta().custom_metadata_map.get("names")
+    if not raw:
+        return None
+    try:
+        names = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names)]
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    return None
+
+
+@dataclass(frozen=True)
+class _Shape:
+    input_name: str
+    input_hw: tuple[int, int]
+    batch_dynamic: bool
+    class_count: int
+
+
+def _inspect(session: ort.InferenceSession, family: Family, cfg: ModelConfig) -> _Shape:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1:
+        raise ModelError(f"{cfg.path}: expected one image input, found {len(inputs)}")
+    shape = inputs[0].shape
+    if len(shape) != 4:
+        raise ModelError(f"{cfg.path}: expected an NCHW image input, got shape {shape}")
+    batch, channels, h, w = shape
+    if channels not in (3, "3") and isinstance(channels, int):
+        raise ModelError(f"{cfg.path}: expected 3 input channels, got {channels}")
+    if isinstance(h, int) and isinstance(w, int):
+        input_hw = (h, w)
+        if cfg.input_size is not None and tuple(cfg.input_size) != input_hw:
+            raise ModelError(f"{cfg.path}: input_size {list(cfg.input_size)} but the model's input is {[h, w]}")
+    elif cfg.input_size is not None:
+        input_hw = (cfg.input_size[0], cfg.input_size[1])
+    else:
+        raise ModelError(f"{cfg.path}: the model's input size is dynamic; set input_size: [height, width]")
+    out_shape = tuple(outputs[0].shape[1:])
+    class_count = family.class_count(out_shape, input_hw)
+    return _Shape(inputs[0].name, input_hw, not isinstance(batch, int), class_count)
+
+
+class Detector:
+    """Runs one model: letterbox, infer (batched when the model allows), decode, NMS."""
+
+    def __init__(
+        self,
+        name: str,
+        session: ort.InferenceSession,
+        provider: str,
+        family: Family,
+        cfg: ModelConfig,
+    ) -> None:
+        shape = _inspect(session, family, cfg)
+        names = cfg.class_names or class_names_from_metadata(session)
+        if names is None:
+            names = list(COCO_CLASSES) if shape.class_count == len(COCO_CLASSES) else []
+        if names and len(names) != shape.class_count:
+            raise ModelError(
+                f"{cfg.path}: {len(names)} class names for a model with {shape.class_count} classes"
+            )
+        self.name = name
+        self.provider = provider
+        self.family = family
+        self.input_hw = shape.input_hw
+        self.max_batch = cfg.max_batch if shape.batch_dynamic else 1
+        self.class_names: list[str] = names or [f"class_{i}" for i in range(shape.class_count)]
+        self._session = session
+        self._input_name = shape.input_name
+        self._confidence = cfg.confidence
+        self._nms_iou = cfg.nms_iou
+        self._max_detections = cfg.max_detections
+        self._canvases = [np.empty((*self.input_hw, 3), np.uint8) for _ in range(self.max_batch)]
+        self._names = np.array(self.class_names, dtype=object)
+
+    @classmethod
+    def from_config(cls, name: str, cfg: ModelConfig) -> Detector:
+        """Load the model file and check it against its declared family."""
+        session, provider = create_session(cfg.path, cfg.provider, cfg.device, cfg.threads)
+        return cls(name, session, provider, FAMILIES[cfg.family], cfg)
+
+    def class_id(self, name: str) -> int | None:
+        """The id of a class name, or None."""
+        try:
+            return self.class_names.index(name)
+        except ValueError:
+            return None
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
+        """Detections for each BGR image, in its own pixels; at most ``max_batch`` images per run."""
+        results: list[sv.Detections] = []
+        for start in range(0, len(images), self.max_batch):
+            results.extend(self._detect_batch(images[start : start + self.max_batch]))
+        return results
+
+    def _detect_batch(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
+        boxes: list[Letterbox] = []
+        canvases = []
+        for image, canvas in zip(images, self._canvases, strict=False):
+            placed, box = letterbox(image, self.input_hw, self.family.center, out=canvas)
+            canvases.append(placed)
+            boxes.append(box)
+        blob = cv2.dnn.blobFromImages(
+            canvases, scalefactor=self.family.scale, swapRB=self.family.rgb, crop=False
+        )
+        (output,) = self._session.run(None, {self._input_name: blob})[:1]
+        return [
+            self._postprocess(output[i], boxes[i], image.shape[:2]) for i, image in enumerate(images)
+        ]
+
+    def _postprocess(self, output: np.ndarray, box: Letterbox, source_hw: tuple[int, int]) -> sv.Detections:
+        xyxy, scores, class_ids = self.family.decode(output, self.input_hw, self._confidence)
+        keep = batched_nms(xyxy, scores, class_ids, self._nms_iou, self._max_detections)
+        if keep.size == 0:
+            return sv.Detections.empty()
+        class_ids = class_ids[keep]
+        return sv.Detections(
+            xyxy=unletterbox(xyxy[keep], box, source_hw),
+            confidence=scores[keep],
+            class_id=class_ids,
+            data={"class_name": self._names[class_ids].astype(str)},
+        )

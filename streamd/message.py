@@ -1,0 +1,73 @@
+"""The ``streamd.frame/1`` message: what every sink sends for a processed frame."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import orjson
+
+from streamd.types import FrameResult
+
+__all__ = ["SCHEMA", "encode_frame", "frame_message", "load_schema", "topic"]
+
+SCHEMA = "streamd.frame/1"
+
+
+def topic(camera: str) -> bytes:
+    """ZeroMQ topic of a camera: ``streamd/<camera>``."""
+    return f"streamd/{camera}".encode()
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 2)
+
+
+def frame_message(result: FrameResult) -> dict[str, Any]:
+    """The message as a dict of plain JSON values."""
+    det = result.detections
+    n = len(det)
+    if n:
+        xyxy = np.round(det.xyxy.astype(np.float64), 1).tolist()
+        conf = np.round(det.confidence.astype(np.float64), 3).tolist() if det.confidence is not None else [None] * n
+        class_ids = det.class_id.tolist() if det.class_id is not None else [None] * n
+        names = det.data.get("class_name")
+        class_names = names.tolist() if names is not None else [None] * n
+        track_ids = det.tracker_id.tolist() if det.tracker_id is not None else [None] * n
+        detections = [
+            {"track_id": tid, "class_id": cid, "class_name": name, "confidence": c, "bbox": box}
+            for tid, cid, name, c, box in zip(track_ids, class_ids, class_names, conf, xyxy, strict=True)
+        ]
+    else:
+        detections = []
+    t = result.timings
+    return {
+        "schema": SCHEMA,
+        "camera": result.camera,
+        "seq": result.seq,
+        "ts": round(result.ts, 3),
+        "width": result.width,
+        "height": result.height,
+        "latency_ms": {
+            "decode": _ms(t.decode),
+            "wait": _ms(t.wait),
+            "infer": _ms(t.infer),
+            "track": _ms(t.track),
+            "total": _ms(t.total),
+        },
+        "detections": detections,
+    }
+
+
+def encode_frame(result: FrameResult) -> bytes:
+    """The message as UTF-8 JSON bytes."""
+    return orjson.dumps(frame_message(result))
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema of ``streamd.frame/1`` shipped with the package."""
+    text = resources.files("streamd").joinpath("schema/frame-1.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema

@@ -1,0 +1,146 @@
+"""A looping RTSP camera on loopback, for tests, the demo and benchmarks.
+
+Runs under the system Python that has GObject introspection (Debian's
+``/usr/bin/python3`` with ``python3-gi`` and ``gir1.2-gst-rtsp-server-1.0``), not
+the project's virtualenv, so it imports nothing from streamd.
+
+The H.264 file is demuxed once into access units held in memory; a live
+``appsrc`` pushes them forever at the file's frame rate with continuous
+timestamps, and ``rtph264pay config-interval=-1`` repeats SPS/PPS at every
+keyframe so any client can join mid-stream and the loop seam is invisible.
+All clients of one mount share one media, like a real camera.
+
+    /usr/bin/python3 rtsp_server.py --file video.mp4 --port 8554 [--fps 10]
+
+It prints ``READY rtsp://127.0.0.1:PORT/MOUNT`` on stdout once it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstApp", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstApp, GstRtspServer  # noqa: E402
+
+
+def demux_access_units(path: str) -> tuple[list[tuple[bytes, bool]], float]:
+    """Read every H.264 access unit of an MP4 file, with its keyframe flag, and the fps."""
+    pipeline = Gst.parse_launch(
+        f'filesrc location="{path}" ! qtdemux ! h264parse config-interval=-1 '
+        "! video/x-h264,stream-format=byte-stream,alignment=au "
+        "! appsink name=sink sync=false emit-signals=false"
+    )
+    sink = pipeline.get_by_name("sink")
+    pipeline.set_state(Gst.State.PLAYING)
+    units: list[tuple[bytes, bool]] = []
+    fps = 0.0
+    while True:
+        sample = sink.emit("pull-sample")
+        if sample is None:
+            break
+        if not fps:
+            structure = sample.get_caps().get_structure(0)
+            ok, num, den = structure.get_fraction("framerate")
+            fps = num / den if ok and den else 0.0
+        buf = sample.get_buffer()
+        keyframe = not buf.has_flags(Gst.BufferFlags.DELTA_UNIT)
+        units.append((buf.extract_dup(0, buf.get_size()), keyframe))
+    pipeline.set_state(Gst.State.NULL)
+    if not units:
+        raise SystemExit(f"no H.264 access units in {path}")
+    return units, fps
+
+
+class LoopingFeeder:
+    """Pushes access units into one appsrc at a fixed rate, looping forever."""
+
+    def __init__(self, appsrc: GstApp.AppSrc, units: list[tuple[bytes, bool]], fps: float) -> None:
+        self._src = appsrc
+        self._units = units
+        self._period = 1.0 / fps
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        n = 0
+        while not self._stop.is_set():
+            delay = start + n * self._period - time.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                break
+            data, keyframe = self._units[n % len(self._units)]
+            buf = Gst.Buffer.new_wrapped(data)
+            buf.pts = buf.dts = int(n * self._period * Gst.SECOND)
+            buf.duration = int(self._period * Gst.SECOND)
+            if not keyframe:
+                buf.set_flags(Gst.BufferFlags.DELTA_UNIT)
+            if self._src.push_buffer(buf) != Gst.FlowReturn.OK:
+                break
+            n += 1
+
+
+class Factory(GstRtspServer.RTSPMediaFactory):
+    def __init__(self, units: list[tuple[bytes, bool]], fps: float) -> None:
+        super().__init__()
+        self._units = units
+        self._fps = fps
+        num, den = Gst.util_double_to_fraction(fps)
+        self.set_launch(
+            "( appsrc name=src is-live=true format=time "
+            f'caps="video/x-h264,stream-format=byte-stream,alignment=au,framerate={num}/{den}" '
+            "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        )
+        self.set_shared(True)
+        self.connect("media-configure", self._on_configure)
+
+    def _on_configure(self, _factory: Factory, media: GstRtspServer.RTSPMedia) -> None:
+        appsrc = media.get_element().get_by_name("src")
+        feeder = LoopingFeeder(appsrc, self._units, self._fps)
+        media.connect("unprepared", lambda *_: feeder.stop())
+        feeder.start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--file", required=True, help="H.264 MP4 file to loop")
+    parser.add_argument("--port", type=int, default=8554)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--mount", default="/stream")
+    parser.add_argument("--fps", type=float, default=0.0, help="override the file's frame rate")
+    args = parser.parse_args(argv)
+
+    Gst.init(None)
+    units, file_fps = demux_access_units(args.file)
+    fps = args.fps or file_fps or 25.0
+
+    server = GstRtspServer.RTSPServer()
+    server.set_address(args.host)
+    server.set_service(str(args.port))
+    server.get_mount_points().add_factory(args.mount, Factory(units, fps))
+    if server.attach(None) == 0:
+        print(f"cannot listen on {args.host}:{args.port}", file=sys.stderr)
+        return 1
+    loop = GLib.MainLoop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)
+    print(f"READY rtsp://{args.host}:{args.port}{args.mount} fps={fps:g} units={len(units)}", flush=True)
+    loop.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

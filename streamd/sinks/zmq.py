@@ -1,0 +1,34 @@
+"""The ZeroMQ PUB socket: multipart ``[streamd/<camera>, json]``."""
+
+from __future__ import annotations
+
+import zmq
+
+from streamd.config import ZmqConfig
+from streamd.message import encode_frame, topic
+from streamd.types import FrameResult
+
+__all__ = ["ZmqSink"]
+
+
+class ZmqSink:
+    """Publishes every result. Binds at construction, so a taken port fails start-up."""
+
+    name = "zmq"
+
+    def __init__(self, config: ZmqConfig, context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.PUB)
+        self._socket.setsockopt(zmq.SNDHWM, config.send_hwm)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        if "[" in config.endpoint:
+            self._socket.setsockopt(zmq.IPV6, 1)
+        self._socket.bind(config.endpoint)
+        self.endpoint = config.endpoint
+
+    def send(self, result: FrameResult) -> None:
+        # NOBLOCK: at the high-water mark PUB drops rather than blocks; never raises Again.
+        self._socket.send_multipart([topic(result.camera), encode_frame(result)], flags=zmq.NOBLOCK)
+
+    def close(self) -> None:
+        self._socket.close(linger=0)

@@ -1,0 +1,120 @@
+"""Newest-frame slots: the hand-over between camera threads and an inference worker.
+
+There is no queue. Each camera owns one slot that holds its newest decoded frame;
+a frame overwritten before the worker took it is counted as dropped. The worker
+takes the newest unseen frame of several cameras at once, round-robin, so a busy
+camera cannot starve the others.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+__all__ = ["FrameBoard", "Slot"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Entry(Generic[T]):
+    item: T | None = None
+    t_put: float = 0.0
+
+
+class Slot(Generic[T]):
+    """A camera's newest-frame slot on a board. Only the camera thread calls ``put``."""
+
+    def __init__(self, board: FrameBoard[T], key: str, on_drop: Callable[[], None]) -> None:
+        self._board = board
+        self.key = key
+        self._on_drop = on_drop
+        self.entry: _Entry[T] = _Entry()
+
+    def put(self, item: T, wait_taken: threading.Event | None = None) -> None:
+        """Offer a frame. Overwrites (and counts as dropped) an unseen one.
+
+        With ``wait_taken`` (a stop event), wait until the previous frame was taken
+        instead of dropping it: replay of a file as fast as the worker goes.
+        """
+        cond = self._board.cond
+        with cond:
+            if wait_taken is not None:
+                while self.entry.item is not None and not wait_taken.is_set():
+                    cond.wait(0.1)
+            if self.entry.item is not None:
+                self._on_drop()
+            self.entry.item = item
+            self.entry.t_put = time.monotonic()
+            cond.notify_all()
+
+    def clear(self) -> None:
+        """Forget an unseen frame without counting it (the camera is going away)."""
+        with self._board.cond:
+            self.entry.item = None
+
+
+class FrameBoard(Generic[T]):
+    """The slots of every camera served by one worker."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self._slots: dict[str, Slot[T]] = {}
+        self._order: list[str] = []
+        self._next = 0
+
+    def add(self, key: str, on_drop: Callable[[], None]) -> Slot[T]:
+        """Create the slot of a camera."""
+        with self.cond:
+            if key in self._slots:
+                raise KeyError(f"slot {key!r} exists")
+            slot: Slot[T] = Slot(self, key, on_drop)
+            self._slots[key] = slot
+            self._order.append(key)
+            return slot
+
+    def remove(self, key: str) -> None:
+        """Drop a camera's slot; an unseen frame in it is discarded."""
+        with self.cond:
+            self._slots.pop(key, None)
+            if key in self._order:
+                self._order.remove(key)
+            self._next = 0
+            self.cond.notify_all()
+
+    def take(self, max_items: int, timeout: float) -> list[T]:
+        """Take up to ``max_items`` unseen frames from distinct cameras, waiting up to ``timeout``.
+
+        Cameras are visited round-robin from where the last call stopped.
+        """
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                taken = self._take_ready(max_items)
+                if taken:
+                    self.cond.notify_all()  # wake replay sources waiting for their slot to empty
+                    return taken
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                self.cond.wait(remaining)
+
+    def _take_ready(self, max_items: int) -> list[T]:
+        n = len(self._order)
+        taken: list[T] = []
+        for i in range(n):
+            key = self._order[(self._next + i) % n]
+            entry = self._slots[key].entry
+            if entry.item is None:
+                continue
+            taken.append(entry.item)
+            entry.item = None
+            if len(taken) == max_items:
+                self._next = (self._next + i + 1) % n
+                return taken
+        if taken:
+            self._next = (self._next + 1) % max(n, 1)
+        return taken

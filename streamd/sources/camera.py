@@ -1,0 +1,187 @@
+"""The camera thread: open, read, hand the newest picture to the worker, reconnect forever.
+
+States and the transitions allowed between them:
+
+    CONNECTING  -> STREAMING | RECONNECTING | STOPPED
+    STREAMING   -> RECONNECTING | STOPPED
+    RECONNECTING -> CONNECTING | STOPPED
+    STOPPED     (final; also reached when a non-looping file ends)
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from streamd.config import CameraConfig, redact_url, source_kind
+from streamd.errors import SourceError
+from streamd.log import get_logger
+from streamd.slot import Slot
+from streamd.sources.backoff import Backoff
+from streamd.sources.decoded import Decoded
+from streamd.sources.pyav import Stream, open_stream
+
+__all__ = ["Camera", "CameraState", "CameraStats", "FpsCap"]
+
+
+class CameraState(enum.Enum):
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    RECONNECTING = "reconnecting"
+    STOPPED = "stopped"
+
+
+_ALLOWED = {
+    CameraState.CONNECTING: {CameraState.STREAMING, CameraState.RECONNECTING, CameraState.STOPPED},
+    CameraState.STREAMING: {CameraState.RECONNECTING, CameraState.STOPPED},
+    CameraState.RECONNECTING: {CameraState.CONNECTING, CameraState.STOPPED},
+    CameraState.STOPPED: set(),
+}
+
+
+@dataclass
+class CameraStats:
+    """A camera's state and counters. Each counter has a single writing thread."""
+
+    state: CameraState = CameraState.CONNECTING
+    last_error: str | None = None
+    since: float = field(default_factory=time.monotonic)  # when the state last changed
+    decoded: int = 0  # camera thread
+    skipped: int = 0  # camera thread: over the fps cap, never offered to the worker
+    dropped: int = 0  # camera thread (under the board lock): overwritten before the worker took it
+    processed: int = 0  # worker
+    reconnects: int = 0  # camera thread
+    last_frame: float | None = None  # monotonic time of the last decoded picture
+    stream_fps: float | None = None
+
+
+class FpsCap:
+    """Lets through at most ``fps`` pictures a second, judged by capture time."""
+
+    def __init__(self, fps: float | None) -> None:
+        self._period = 1.0 / fps if fps else 0.0
+        self._due = 0.0
+
+    def admit(self, t: float) -> bool:
+        """Whether the picture captured at ``t`` goes to detection."""
+        if not self._period:
+            return True
+        # A quarter period of slack so that network jitter on a camera running at
+        # exactly the cap does not skip frames.
+        if t < self._due - self._period / 4:
+            return False
+        self._due = self._due + self._period if t - self._due < self._period else t + self._period
+        return True
+
+
+class Camera:
+    """Reads one camera in its own thread and writes into its slot."""
+
+    def __init__(
+        self,
+        config: CameraConfig,
+        slot: Slot[Decoded],
+        opener: Callable[[CameraConfig], Stream] = open_stream,
+    ) -> None:
+        self.config = config
+        self.stats = CameraStats()
+        self._slot = slot
+        self._open = opener
+        self._stop = threading.Event()
+        self._seq = 0
+        self._log = get_logger(camera=config.id)
+        self._thread = threading.Thread(target=self._run, name=f"camera-{config.id}", daemon=True)
+        reconnect = config.source.reconnect
+        self._backoff = Backoff(reconnect.initial_s, reconnect.max_s, reconnect.multiplier)
+        self._cap = FpsCap(config.fps)
+        # Replaying a file as fast as possible waits for the worker instead of dropping.
+        replay = source_kind(config.url) == "file" and not config.source.realtime
+        self._replay_stop = self._stop if replay else None
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to stop; it notices within its read timeout at worst."""
+        self._stop.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the thread; True when it ended."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _set_state(self, state: CameraState, error: str | None = None) -> None:
+        current = self.stats.state
+        if state is current:
+            return
+        if state not in _ALLOWED[current]:
+            raise RuntimeError(f"camera {self.id}: {current.value} -> {state.value} is not allowed")
+        self.stats.state = state
+        self.stats.since = time.monotonic()
+        if error is not None:
+            self.stats.last_error = error
+
+    def _run(self) -> None:
+        url = redact_url(self.config.url)
+        self._log.info("camera starting", url=url)
+        try:
+            while not self._stop.is_set():
+                error = self._read_once()
+                if error is None:  # stopped, or a file that does not loop has ended
+                    break
+                self.stats.reconnects += 1
+                delay = self._backoff.next()
+                self._set_state(CameraState.RECONNECTING, error)
+                self._log_failure(error, delay)
+                if self._stop.wait(delay):
+                    break
+                self._set_state(CameraState.CONNECTING)
+        except Exception:  # a bug must not pass silently, nor kill other cameras
+            self._log.exception("camera thread failed")
+            self.stats.last_error = "internal error (see log)"
+        finally:
+            self._set_state(CameraState.STOPPED)
+            self._log.info("camera stopped")
+
+    def _log_failure(self, error: str, delay: float) -> None:
+        # Log every change of reason, then at a slowing rate while a camera stays down.
+        attempts = self._backoff.attempts
+        if attempts <= 3 or attempts & (attempts - 1) == 0 or error != self._last_logged:
+            self._log.warning("camera down", error=error, retry_in_s=round(delay, 2), attempt=attempts)
+        self._last_logged = error
+
+    _last_logged: str | None = None
+
+    def _read_once(self) -> str | None:
+        """Open and read until the source ends; the reason it failed, or None when done."""
+        try:
+            with self._open(self.config) as stream:
+                self.stats.stream_fps = stream.fps
+                for picture in stream.pictures(self._stop):
+                    seq = self._seq
+                    self._seq += 1
+                    self.stats.decoded += 1
+                    self.stats.last_frame = picture.t_capture
+                    if self.stats.state is not CameraState.STREAMING:
+                        self._set_state(CameraState.STREAMING)
+                        self._backoff.reset()
+                        self._log.info("camera streaming", fps=stream.fps, width=picture.picture.width,
+                                       height=picture.picture.height)
+                    if not self._cap.admit(picture.t_capture):
+                        self.stats.skipped += 1
+                        continue
+                    self._slot.put(
+                        Decoded(self.id, seq, picture.ts, picture.t_capture, picture.decode_s,
+                                picture.picture, time.monotonic()),
+                        wait_taken=self._replay_stop,
+                    )
+        except SourceError as exc:
+            return str(exc)
+        return None

@@ -1,0 +1,168 @@
+"""Reading RTSP, files and V4L2 devices with PyAV: open, demux, decode, pace.
+
+``open_stream`` returns a ``Stream`` that yields ``Picture`` values until the
+source ends or fails. Failures become ``SourceError`` with a readable reason;
+the end of a live source is a failure too (PyAV simply stops when an RTSP server
+dies).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from streamd.config import CameraConfig, redact_url, source_kind
+from streamd.errors import SourceError
+
+__all__ = ["Picture", "Stream", "open_stream"]
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """A decoded picture with the time its data arrived."""
+
+    picture: av.VideoFrame
+    ts: float  # wall clock when its packet arrived
+    t_capture: float  # monotonic, same instant
+    decode_s: float
+
+
+def _rtsp_options(camera: CameraConfig) -> dict[str, str]:
+    # A default open probes the stream for seconds and then hands over the frames it
+    # buffered meanwhile (about 2.8 s of old frames at 10 fps); a live camera needs
+    # neither: its SPS/PPS arrive in band.
+    options = {
+        "rtsp_transport": camera.source.rtsp_transport,
+        "fflags": "nobuffer",
+        "flags": "low_delay",
+        "probesize": "32",
+        "analyzeduration": "0",
+    }
+    if camera.source.rtsp_transport == "udp":
+        options["max_delay"] = "500000"  # reorder window for UDP, in microseconds
+    return options
+
+
+def _v4l2_options(camera: CameraConfig) -> dict[str, str]:
+    options = {}
+    if camera.source.video_size:
+        options["video_size"] = camera.source.video_size
+    if camera.source.input_format:
+        options["input_format"] = camera.source.input_format
+    if camera.fps:
+        options["framerate"] = f"{camera.fps:g}"
+    return options
+
+
+class Stream:
+    """An open source; iterate ``pictures(stop)`` and close it when done."""
+
+    def __init__(self, container: av.container.InputContainer, camera: CameraConfig, live: bool) -> None:
+        self._container = container
+        self._camera = camera
+        self._live = live
+        self._video = container.streams.video[0]
+        threads = camera.source.decode_threads
+        if threads == 0:
+            self._video.thread_type = "AUTO"
+        elif threads > 1:
+            self._video.thread_type = "FRAME"
+            self._video.thread_count = threads
+        rate = self._video.average_rate or self._video.guessed_rate
+        self.fps: float | None = float(rate) if rate else None
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the connection or file."""
+        try:
+            self._container.close()
+        except av.FFmpegError:
+            pass
+
+    def pictures(self, stop: threading.Event) -> Iterator[Picture]:
+        """Decoded pictures until the source ends, fails (SourceError) or ``stop`` is set."""
+        paced = not self._live and self._camera.source.realtime
+        period = 1.0 / (self.fps or 25.0)
+        started = time.monotonic()
+        count = 0
+        while not stop.is_set():
+            try:
+                for picture in self._demux_decode(stop, paced, started, period, count):
+                    count += 1
+                    yield picture
+            except av.FFmpegError as exc:
+                raise SourceError(_describe(exc)) from exc
+            if stop.is_set():
+                return
+            if self._live:
+                raise SourceError("stream ended (camera closed the connection)")
+            if not self._camera.source.loop:
+                return
+            try:
+                self._container.seek(0)
+            except av.FFmpegError as exc:
+                raise SourceError(f"cannot loop the file: {_describe(exc)}") from exc
+            # Fresh decoder state after the seek: frames of the old position must not leak.
+            self._video.codec_context.flush_buffers()
+
+    def _demux_decode(
+        self, stop: threading.Event, paced: bool, started: float, period: float, count: int
+    ) -> Iterator[Picture]:
+        for packet in self._container.demux(self._video):
+            if stop.is_set():
+                return
+            if paced and packet.size:
+                delay = started + count * period - time.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    return
+            t_capture = time.monotonic()
+            ts = time.time()
+            for picture in packet.decode():
+                now = time.monotonic()
+                yield Picture(picture=picture, ts=ts, t_capture=t_capture, decode_s=now - t_capture)
+                count += 1
+                t_capture, ts = now, time.time()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, av.error.ExitError):
+        return "no data within the read timeout (camera hung)"
+    if isinstance(exc, ConnectionRefusedError | av.error.ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError | av.error.TimeoutError):
+        return "timed out"
+    text = getattr(exc, "strerror", None) or str(exc)
+    return f"{type(exc).__name__}: {text}"
+
+
+def open_stream(camera: CameraConfig) -> Stream:
+    """Open a camera's source; SourceError with the reason when it cannot be opened."""
+    kind = source_kind(camera.url)
+    src = camera.source
+    options: dict[str, str]
+    try:
+        if kind == "rtsp":
+            options = {**_rtsp_options(camera), **src.options}
+            container = av.open(camera.url, options=options, timeout=(src.open_timeout_s, src.read_timeout_s))
+        elif kind == "v4l2":
+            options = {**_v4l2_options(camera), **src.options}
+            container = av.open(camera.url, format="v4l2", options=options, timeout=src.read_timeout_s)
+        else:
+            path = Path(camera.url.removeprefix("file://"))
+            container = av.open(str(path), options=dict(src.options))
+    except (av.FFmpegError, OSError) as exc:
+        raise SourceError(f"cannot open {redact_url(camera.url)}: {_describe(exc)}") from exc
+    if not container.streams.video:
+        container.close()
+        raise SourceError(f"{redact_url(camera.url)} has no video stream")
+    return Stream(container, camera, live=kind != "file")

@@ -1,0 +1,60 @@
+"""The values that cross stage boundaries: Frame in, FrameResult out.
+
+Detections are supervision's ``sv.Detections`` in source-image pixels, with
+``data["class_name"]``; with tracking on, every row has a confirmed ``tracker_id``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import supervision as sv
+
+__all__ = ["Frame", "FrameResult", "Timings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded image of one camera, as the worker takes it."""
+
+    camera: str
+    seq: int  # decoded-frame counter of the camera, from 0, kept across reconnects
+    ts: float  # wall-clock capture time (unix seconds), for messages
+    t_capture: float  # time.monotonic() at capture, for latencies
+    decode_s: float  # time spent demuxing and decoding this frame
+    t_ready: float  # time.monotonic() when the frame was put in the camera's slot
+    image: np.ndarray  # HxWx3 uint8 BGR
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Per-stage durations of one frame, in seconds."""
+
+    decode: float
+    wait: float
+    infer: float
+    track: float
+    total: float
+
+
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    """What every sink receives for one processed frame."""
+
+    camera: str
+    seq: int
+    ts: float
+    width: int
+    height: int
+    detections: sv.Detections
+    timings: Timings
+    t_capture: float  # monotonic, so sinks can measure their own lag
