@@ -23,8 +23,10 @@ def _config_path(arg: str | None) -> Path:
 
 def _print_errors(exc: StreamdError) -> None:
     problems = getattr(exc, "problems", None) or str(exc).splitlines()
-    print(f"streamd: configuration is invalid ({len(problems)} problem{'s' if len(problems) != 1 else ''}):",
-          file=sys.stderr)
+    print(
+        f"streamd: configuration is invalid ({len(problems)} problem{'s' if len(problems) != 1 else ''}):",
+        file=sys.stderr,
+    )
     for line in problems:
         print(f"  {line}", file=sys.stderr)
 
@@ -69,8 +71,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 1
     print(f"{config.path}: ok, {len(config.cameras)} camera(s), zmq {config.daemon.zmq.endpoint}")
     for name, det in detectors.items():
-        print(f"model {name}: {det.family.name} {det.input_hw[0]}x{det.input_hw[1]}, "
-              f"{len(det.class_names)} classes, batch {det.max_batch}, {det.provider}")
+        print(
+            f"model {name}: {det.family.name} {det.input_hw[0]}x{det.input_hw[1]}, "
+            f"{len(det.class_names)} classes, batch {det.max_batch}, {det.provider}"
+        )
     for cid in config.cameras:
         print(_camera_line(config, cid))
     return 0
@@ -96,6 +100,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def brief(payload: bytes) -> str:
+    """One short human line for a message."""
+    import time  # noqa: PLC0415
+
+    from streamd.client import parse_frame  # noqa: PLC0415
+
+    msg = parse_frame(payload)
+    age_ms = (time.time() - msg.ts) * 1000
+    objects = " ".join(
+        f"{d.class_name}#{d.track_id}" if d.track_id is not None else d.class_name for d in msg.detections
+    )
+    return (
+        f"{msg.camera} seq={msg.seq} age={age_ms:.0f}ms infer={msg.latency_ms.infer:.0f}ms "
+        f"{len(msg.detections)} objects: {objects}"
+    )
+
+
 def cmd_subscribe(args: argparse.Namespace) -> int:
     from streamd.client import Subscriber  # noqa: PLC0415
 
@@ -114,7 +135,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
                 if got is None:
                     print(f"streamd: no message within {args.timeout:g} s", file=sys.stderr)
                     return 1
-                sys.stdout.write(got[1].decode() + "\n")
+                sys.stdout.write((brief(got[1]) if args.format == "brief" else got[1].decode()) + "\n")
                 sys.stdout.flush()
                 received += 1
     except KeyboardInterrupt:
@@ -139,9 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check_config)
 
     subscribe = sub.add_parser("subscribe", help="print results as JSON lines")
-    subscribe.add_argument("--endpoint", help=f"ZeroMQ endpoint (default: the config's, else {DEFAULT_ENDPOINT})")
+    subscribe.add_argument(
+        "--endpoint", help=f"ZeroMQ endpoint (default: the config's, else {DEFAULT_ENDPOINT})"
+    )
     subscribe.add_argument("--config", help="take the endpoint from this streamd.yaml")
     subscribe.add_argument("--camera", action="append", help="only this camera (repeatable)")
+    subscribe.add_argument(
+        "--format", choices=("json", "brief"), default="json", help="JSON lines, or one short line per frame"
+    )
     subscribe.add_argument("--count", type=int, help="exit after this many messages")
     subscribe.add_argument("--timeout", type=float, help="exit 1 when nothing arrives for this many seconds")
     subscribe.set_defaults(func=cmd_subscribe)

@@ -1,11 +1,11 @@
 """Receive streamd results in your own Python program.
 
-    from streamd.client import Subscriber
+from streamd.client import Subscriber
 
-    with Subscriber("tcp://127.0.0.1:5556", cameras=["entrance"]) as sub:
-        for msg in sub:
-            for det in msg.detections:
-                print(msg.camera, msg.seq, det.track_id, det.class_name, det.bbox)
+with Subscriber("tcp://127.0.0.1:5556", cameras=["entrance"]) as sub:
+    for msg in sub:
+        for det in msg.detections:
+            print(msg.camera, msg.seq, det.track_id, det.class_name, det.bbox)
 """
 
 from __future__ import annotations

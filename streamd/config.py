@@ -9,6 +9,7 @@ Relative paths are relative to the file that holds them.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,9 +55,7 @@ class ModelConfig(_Strict):
         "auto", description="execution provider; auto uses the GPU when one is usable, else the CPU"
     )
     device: int = Field(0, ge=0, description="GPU index for cuda and tensorrt")
-    threads: int | None = Field(
-        None, ge=1, description="CPU threads for inference; default: all cores"
-    )
+    threads: int | None = Field(None, ge=1, description="CPU threads for inference; default: all cores")
     input_size: tuple[int, int] | None = Field(
         None, description="[height, width] when the model's input size is dynamic"
     )
@@ -255,7 +254,8 @@ def _read_yaml(file: Path) -> dict[str, Any]:
 
 
 def _resolve(base: Path, path: Path) -> Path:
-    return path if path.is_absolute() else (base / path).resolve()
+    # normpath, not resolve(): a user's symlinks stay as written in logs and errors.
+    return path if path.is_absolute() else Path(os.path.normpath(base / path))
 
 
 def _load_daemon(path: Path) -> DaemonConfig:
@@ -309,7 +309,7 @@ def camera_files(cameras_dir: Path) -> list[Path]:
 
 def load_config(path: Path) -> Config:
     """Read and validate ``streamd.yaml`` and every camera file; raise ConfigError listing all problems."""
-    path = path.resolve()
+    path = Path(os.path.abspath(path))
     daemon = _load_daemon(path)
     problems: list[str] = []
     if not daemon.cameras_dir.is_dir():

@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 from types import FrameType
+from typing import Protocol
 
 import numpy as np
 
@@ -22,6 +23,10 @@ from streamd.worker import CameraRoute, InferenceWorker
 __all__ = ["Daemon", "class_filter", "load_detectors"]
 
 _log = get_logger()
+
+
+class Joinable(Protocol):
+    def join(self, timeout: float) -> bool: ...
 
 
 def load_detectors(config: Config) -> dict[str, Detector]:
@@ -133,11 +138,12 @@ class Daemon:
         for sink in self.sinks:
             sink.stop()
         stuck = []
-        for name, part in [
+        parts: list[tuple[str, Joinable]] = [
             *((f"worker-{n}", w) for n, w in self.workers.items()),
             *((f"sink-{s.sink.name}", s) for s in self.sinks),
             *((f"camera-{c.id}", c) for c in self.cameras.values()),
-        ]:
+        ]
+        for name, part in parts:
             if not part.join(max(0.0, deadline - time.monotonic())):
                 stuck.append(name)
         if stuck:

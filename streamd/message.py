@@ -31,10 +31,14 @@ def frame_message(result: FrameResult) -> dict[str, Any]:
     n = len(det)
     if n:
         xyxy = np.round(det.xyxy.astype(np.float64), 1).tolist()
-        conf = np.round(det.confidence.astype(np.float64), 3).tolist() if det.confidence is not None else [None] * n
+        conf = (
+            np.round(det.confidence.astype(np.float64), 3).tolist()
+            if det.confidence is not None
+            else [None] * n
+        )
         class_ids = det.class_id.tolist() if det.class_id is not None else [None] * n
         names = det.data.get("class_name")
-        class_names = names.tolist() if names is not None else [None] * n
+        class_names = np.asarray(names).tolist() if names is not None else [None] * n
         track_ids = det.tracker_id.tolist() if det.tracker_id is not None else [None] * n
         detections = [
             {"track_id": tid, "class_id": cid, "class_name": name, "confidence": c, "bbox": box}

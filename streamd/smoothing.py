@@ -28,7 +28,9 @@ class BoxSmoother:
         ids, prev_boxes, prev_times = self._ids[fresh], self._boxes[fresh], self._times[fresh]
         pos = np.searchsorted(ids, track_ids)
         pos_clipped = np.minimum(pos, max(len(ids) - 1, 0))
-        known = (pos < len(ids)) & (ids[pos_clipped] == track_ids) if len(ids) else np.zeros(len(track_ids), bool)
+        known = (
+            (pos < len(ids)) & (ids[pos_clipped] == track_ids) if len(ids) else np.zeros(len(track_ids), bool)
+        )
         out = boxes.astype(np.float32, copy=True)
         if known.any():
             at = pos_clipped[known]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import supervision as sv
@@ -11,11 +12,16 @@ from trackers import ByteTrackTracker
 from streamd.config import CameraConfig
 from streamd.smoothing import BoxSmoother
 
-__all__ = ["CameraTracker"]
+__all__ = ["CameraTracker", "select"]
 
 # trackers expresses its lost-track buffer in frames of a 30 fps video; with
 # timestamps it turns that into seconds (buffer / 30), whatever the real rate.
 _TRACKERS_REFERENCE_FPS = 30.0
+
+
+def select(detections: sv.Detections, mask: np.ndarray) -> sv.Detections:
+    """The rows of ``detections`` where ``mask`` is true, as a new Detections."""
+    return cast(sv.Detections, detections[mask])
 
 
 class CameraTracker:
@@ -47,12 +53,14 @@ class CameraTracker:
     def update(self, detections: sv.Detections, t: float) -> sv.Detections:
         """Published detections for a frame captured at monotonic time ``t``."""
         if self._classes is not None and len(detections):
-            detections = detections[np.isin(detections.class_id, self._classes)]
+            detections = select(detections, np.isin(np.asarray(detections.class_id), self._classes))
         if self._tracker is not None:
             detections = self._tracker.update(detections, timestamp=t)
-            detections = detections[detections.tracker_id >= 0]
+            track_ids = np.asarray(detections.tracker_id)
+            detections = select(detections, track_ids >= 0)
             if self._smoother is not None and len(detections):
-                detections.xyxy = self._smoother.update(detections.tracker_id, detections.xyxy, t)
+                track_ids = np.asarray(detections.tracker_id)
+                detections.xyxy = self._smoother.update(track_ids, detections.xyxy, t)
         if len(detections) and detections.confidence is not None:
-            detections = detections[detections.confidence >= self._min_confidence]
+            detections = select(detections, detections.confidence >= self._min_confidence)
         return detections

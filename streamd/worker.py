@@ -64,7 +64,10 @@ class InferenceWorker:
         self.errors = 0
 
     def add_camera(self, route: CameraRoute) -> None:
-        self._routes = {**self._routes, route.config.id: route}  # copy-on-write: the loop reads without a lock
+        self._routes = {
+            **self._routes,
+            route.config.id: route,
+        }  # copy-on-write: the loop reads without a lock
 
     def remove_camera(self, camera_id: str) -> None:
         self._routes = {k: v for k, v in self._routes.items() if k != camera_id}

@@ -59,7 +59,9 @@ def _inspect(session: ort.InferenceSession, family: Family, cfg: ModelConfig) ->
     if isinstance(h, int) and isinstance(w, int):
         input_hw = (h, w)
         if cfg.input_size is not None and tuple(cfg.input_size) != input_hw:
-            raise ModelError(f"{cfg.path}: input_size {list(cfg.input_size)} but the model's input is {[h, w]}")
+            raise ModelError(
+                f"{cfg.path}: input_size {list(cfg.input_size)} but the model's input is {[h, w]}"
+            )
     elif cfg.input_size is not None:
         input_hw = (cfg.input_size[0], cfg.input_size[1])
     else:
@@ -133,9 +135,7 @@ class Detector:
             canvases, scalefactor=self.family.scale, swapRB=self.family.rgb, crop=False
         )
         (output,) = self._session.run(None, {self._input_name: blob})[:1]
-        return [
-            self._postprocess(output[i], boxes[i], image.shape[:2]) for i, image in enumerate(images)
-        ]
+        return [self._postprocess(output[i], boxes[i], image.shape[:2]) for i, image in enumerate(images)]
 
     def _postprocess(self, output: np.ndarray, box: Letterbox, source_hw: tuple[int, int]) -> sv.Detections:
         xyxy, scores, class_ids = self.family.decode(output, self.input_hw, self._confidence)

@@ -69,7 +69,11 @@ def decode_ultralytics(output: np.ndarray, input_hw: tuple[int, int], threshold:
     rows = output.T
     keep, scores, class_ids = _best_class(rows[:, 4:], threshold)
     boxes = rows[keep]
-    return _cxcywh_to_xyxy(boxes[:, 0:2], boxes[:, 2:4]), scores.astype(np.float32), class_ids.astype(np.int64)
+    return (
+        _cxcywh_to_xyxy(boxes[:, 0:2], boxes[:, 2:4]),
+        scores.astype(np.float32),
+        class_ids.astype(np.int64),
+    )
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,9 @@ class Family:
         return values - offset
 
 
-_ULTRALYTICS = Family("yolov8", rgb=True, scale=1 / 255, center=True, decode=decode_ultralytics, classes_axis=0)
+_ULTRALYTICS = Family(
+    "yolov8", rgb=True, scale=1 / 255, center=True, decode=decode_ultralytics, classes_axis=0
+)
 
 FAMILIES: dict[str, Family] = {
     "yolox": Family("yolox", rgb=False, scale=1.0, center=False, decode=decode_yolox, classes_axis=1),

@@ -48,10 +48,11 @@ def letterbox(
 def unletterbox(xyxy: np.ndarray, box: Letterbox, source_hw: tuple[int, int]) -> np.ndarray:
     """Map boxes from the model's canvas back to source pixels, clipped to the image."""
     out = xyxy.astype(np.float32, copy=True)
-    out[:, [0, 2]] -= box.pad_x
-    out[:, [1, 3]] -= box.pad_y
+    xs, ys = out[:, 0::2], out[:, 1::2]  # views: x1, x2 and y1, y2
+    xs -= box.pad_x
+    ys -= box.pad_y
     out /= box.scale
     h, w = source_hw
-    np.clip(out[:, [0, 2]], 0, w, out=out[:, [0, 2]])
-    np.clip(out[:, [1, 3]], 0, h, out=out[:, [1, 3]])
+    np.clip(xs, 0, w, out=xs)
+    np.clip(ys, 0, h, out=ys)
     return out

@@ -13,7 +13,9 @@ class Backoff:
     The jitter keeps many cameras behind one failed switch from retrying in step.
     """
 
-    def __init__(self, initial: float, maximum: float, multiplier: float = 2.0, rng: random.Random | None = None):
+    def __init__(
+        self, initial: float, maximum: float, multiplier: float = 2.0, rng: random.Random | None = None
+    ):
         self._initial = initial
         self._maximum = maximum
         self._multiplier = multiplier

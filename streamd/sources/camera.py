@@ -172,14 +172,25 @@ class Camera:
                     if self.stats.state is not CameraState.STREAMING:
                         self._set_state(CameraState.STREAMING)
                         self._backoff.reset()
-                        self._log.info("camera streaming", fps=stream.fps, width=picture.picture.width,
-                                       height=picture.picture.height)
+                        self._log.info(
+                            "camera streaming",
+                            fps=stream.fps,
+                            width=picture.picture.width,
+                            height=picture.picture.height,
+                        )
                     if not self._cap.admit(picture.t_capture):
                         self.stats.skipped += 1
                         continue
                     self._slot.put(
-                        Decoded(self.id, seq, picture.ts, picture.t_capture, picture.decode_s,
-                                picture.picture, time.monotonic()),
+                        Decoded(
+                            self.id,
+                            seq,
+                            picture.ts,
+                            picture.t_capture,
+                            picture.decode_s,
+                            picture.picture,
+                            time.monotonic(),
+                        ),
                         wait_taken=self._replay_stop,
                     )
         except SourceError as exc:

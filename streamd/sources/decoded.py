@@ -22,7 +22,8 @@ def to_bgr(picture: av.VideoFrame) -> np.ndarray:
     if picture.format.name in ("yuv420p", "yuvj420p") and picture.width % 2 == 0 and picture.height % 2 == 0:
         planes = picture.to_ndarray(format=picture.format.name)
         return cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420)
-    return picture.to_ndarray(format="bgr24")  # type: ignore[no-any-return]
+    bgr: np.ndarray = picture.to_ndarray(format="bgr24")
+    return bgr
 
 
 @dataclass(frozen=True, slots=True)

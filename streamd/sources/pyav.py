@@ -8,6 +8,7 @@ dies).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -84,10 +85,8 @@ class Stream:
 
     def close(self) -> None:
         """Release the connection or file."""
-        try:
+        with contextlib.suppress(av.FFmpegError):
             self._container.close()
-        except av.FFmpegError:
-            pass
 
     def pictures(self, stop: threading.Event) -> Iterator[Picture]:
         """Decoded pictures until the source ends, fails (SourceError) or ``stop`` is set."""

@@ -1,0 +1,101 @@
+"""Letterbox, output decoders and NMS against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from streamd.detect.families import FAMILIES, anchor_count, decode_ultralytics, decode_yolox
+from streamd.detect.letterbox import Letterbox, letterbox, unletterbox
+from streamd.detect.nms import batched_nms, nms
+from streamd.errors import ModelError
+
+
+def test_letterbox_top_left_scales_and_pads_with_114():
+    image = np.full((100, 200, 3), 7, np.uint8)
+    canvas, box = letterbox(image, (100, 100), center=False)
+    assert box == Letterbox(scale=0.5, pad_x=0, pad_y=0)
+    assert canvas.shape == (100, 100, 3)
+    assert (canvas[:50] == 7).all()
+    assert (canvas[50:] == 114).all()
+
+
+def test_letterbox_centered_splits_the_padding():
+    image = np.full((100, 200, 3), 7, np.uint8)
+    canvas, box = letterbox(image, (100, 100), center=True)
+    assert box == Letterbox(scale=0.5, pad_x=0, pad_y=25)
+    assert (canvas[:25] == 114).all()
+    assert (canvas[25:75] == 7).all()
+    assert (canvas[75:] == 114).all()
+
+
+def test_letterbox_reuses_the_given_canvas():
+    out = np.zeros((64, 64, 3), np.uint8)
+    canvas, _ = letterbox(np.zeros((32, 32, 3), np.uint8), (64, 64), center=False, out=out)
+    assert canvas is out
+
+
+def test_unletterbox_maps_back_to_source_pixels_and_clips():
+    boxes = np.array([[10, 35, 50, 65], [-5, 20, 120, 30]], np.float32)
+    back = unletterbox(boxes, Letterbox(scale=0.5, pad_x=0, pad_y=25), source_hw=(100, 200))
+    np.testing.assert_allclose(back, [[20, 20, 100, 80], [0, 0, 200, 10]])
+
+
+def test_anchor_count_of_strides_8_16_32():
+    assert anchor_count((416, 416)) == 3549
+    assert anchor_count((32, 32)) == 16 + 4 + 1
+
+
+def test_decode_yolox_applies_grid_stride_exp_and_objectness():
+    out = np.zeros((21, 7), np.float32)
+    out[0] = [0.5, 0.5, math.log(2), math.log(2), 0.9, 0.1, 0.5]  # stride 8, cell (0, 0)
+    out[17] = [0.0, 0.0, 0.0, 0.0, 0.8, 0.9, 0.2]  # stride 16, cell (gx=1, gy=0)
+    boxes, scores, class_ids = decode_yolox(out, (32, 32), threshold=0.3)
+    order = np.argsort(-scores)
+    np.testing.assert_allclose(boxes[order], [[8, -8, 24, 8], [-4, -4, 12, 12]], atol=1e-5)
+    np.testing.assert_allclose(scores[order], [0.72, 0.45], atol=1e-6)
+    assert class_ids[order].tolist() == [0, 1]
+
+
+def test_decode_yolox_drops_scores_below_threshold():
+    out = np.zeros((21, 7), np.float32)
+    out[3, 4:] = [0.5, 0.5, 0.5]  # score 0.25
+    assert len(decode_yolox(out, (32, 32), threshold=0.3)[0]) == 0
+    assert len(decode_yolox(out, (32, 32), threshold=0.2)[0]) == 1
+
+
+def test_decode_ultralytics_reads_cxcywh_and_best_class():
+    out = np.zeros((6, 21), np.float32)
+    out[:, 3] = [10, 20, 4, 6, 0.1, 0.7]
+    boxes, scores, class_ids = decode_ultralytics(out, (32, 32), threshold=0.25)
+    np.testing.assert_allclose(boxes, [[8, 17, 12, 23]])
+    np.testing.assert_allclose(scores, [0.7])
+    assert class_ids.tolist() == [1]
+
+
+def test_family_rejects_an_output_that_does_not_fit():
+    with pytest.raises(ModelError, match="anchors"):
+        FAMILIES["yolox"].class_count((100, 85), (416, 416))
+    with pytest.raises(ModelError, match="values per anchor"):
+        FAMILIES["yolov8"].class_count((4, 3549), (416, 416))
+    assert FAMILIES["yolov8"].class_count((84, 3549), (416, 416)) == 80
+    assert FAMILIES["yolox"].class_count((3549, 85), (416, 416)) == 80
+
+
+def test_nms_drops_the_lower_scored_overlapping_box():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], np.float32)
+    scores = np.array([0.8, 0.9, 0.7], np.float32)
+    # IoU of the first two = 81 / 119 = 0.68
+    assert nms(boxes, scores, iou_threshold=0.5).tolist() == [1, 2]
+    assert nms(boxes, scores, iou_threshold=0.7).tolist() == [1, 0, 2]
+
+
+def test_batched_nms_never_suppresses_across_classes():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10]], np.float32)
+    scores = np.array([0.9, 0.8, 0.6], np.float32)
+    class_ids = np.array([0, 0, 1])
+    assert batched_nms(boxes, scores, class_ids, 0.5).tolist() == [0, 2]
+    assert batched_nms(boxes, scores, class_ids, 0.5, max_keep=1).tolist() == [0]
+    assert batched_nms(np.empty((0, 4), np.float32), np.empty(0), np.empty(0), 0.5).tolist() == []

@@ -1,0 +1,76 @@
+"""The newest-frame slots: overwrite and count, round-robin, replay back-pressure."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from streamd.slot import FrameBoard
+
+
+def make_board(*keys: str) -> tuple[FrameBoard[str], dict[str, list[int]]]:
+    board: FrameBoard[str] = FrameBoard()
+    drops: dict[str, list[int]] = {}
+    for key in keys:
+        drops[key] = []
+        board.add(key, lambda k=key: drops[k].append(1))  # type: ignore[misc]
+    return board, drops
+
+
+def test_an_overwritten_frame_is_counted_as_dropped_and_never_taken():
+    board, drops = make_board("a")
+    slot = board._slots["a"]
+    slot.put("a0")
+    slot.put("a1")
+    assert len(drops["a"]) == 1
+    assert board.take(4, timeout=0) == ["a1"]
+    assert board.take(4, timeout=0) == []
+
+
+def test_take_serves_cameras_round_robin():
+    board, _ = make_board("a", "b", "c")
+    served = []
+    for i in range(6):
+        for key in "abc":
+            board._slots[key].put(f"{key}{i}")
+        served.append(board.take(1, timeout=0)[0][0])
+    assert served == ["a", "b", "c", "a", "b", "c"]
+
+
+def test_take_batches_distinct_cameras():
+    board, _ = make_board("a", "b", "c")
+    for key in "abc":
+        board._slots[key].put(key)
+    assert sorted(board.take(2, timeout=0) + board.take(2, timeout=0)) == ["a", "b", "c"]
+
+
+def test_take_waits_for_a_frame_and_gives_up_after_the_timeout():
+    board, _ = make_board("a")
+    start = time.monotonic()
+    assert board.take(1, timeout=0.2) == []
+    assert 0.15 < time.monotonic() - start < 2
+    threading.Timer(0.1, lambda: board._slots["a"].put("late")).start()
+    assert board.take(1, timeout=2) == ["late"]
+
+
+def test_replay_put_waits_until_the_previous_frame_is_taken():
+    board, drops = make_board("a")
+    slot = board._slots["a"]
+    stop = threading.Event()
+    slot.put("f0", wait_taken=stop)
+    second = threading.Thread(target=slot.put, args=("f1",), kwargs={"wait_taken": stop})
+    second.start()
+    time.sleep(0.2)
+    assert second.is_alive()  # blocked: f0 not taken yet
+    assert board.take(1, timeout=1) == ["f0"]
+    second.join(2)
+    assert board.take(1, timeout=1) == ["f1"]
+    assert drops["a"] == []
+
+
+def test_removed_camera_is_no_longer_served():
+    board, _ = make_board("a", "b")
+    board._slots["a"].put("a0")
+    board.remove("a")
+    board._slots["b"].put("b0")
+    assert board.take(4, timeout=0) == ["b0"]
