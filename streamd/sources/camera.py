@@ -162,37 +162,47 @@ class Camera:
     def _read_once(self) -> str | None:
         """Open and read until the source ends; the reason it failed, or None when done."""
         try:
-            with self._open(self.config) as stream:
-                self.stats.stream_fps = stream.fps
-                for picture in stream.pictures(self._stop):
-                    seq = self._seq
-                    self._seq += 1
-                    self.stats.decoded += 1
-                    self.stats.last_frame = picture.t_capture
-                    if self.stats.state is not CameraState.STREAMING:
-                        self._set_state(CameraState.STREAMING)
-                        self._backoff.reset()
-                        self._log.info(
-                            "camera streaming",
-                            fps=stream.fps,
-                            width=picture.picture.width,
-                            height=picture.picture.height,
-                        )
-                    if not self._cap.admit(picture.t_capture):
-                        self.stats.skipped += 1
-                        continue
-                    self._slot.put(
-                        Decoded(
-                            self.id,
-                            seq,
-                            picture.ts,
-                            picture.t_capture,
-                            picture.decode_s,
-                            picture.picture,
-                            time.monotonic(),
-                        ),
-                        wait_taken=self._replay_stop,
-                    )
+            stream = self._open(self.config)
         except SourceError as exc:
             return str(exc)
+        try:
+            self._read(stream)
+        except SourceError as exc:
+            return str(exc)
+        finally:
+            # Closing an RTSP session sends TEARDOWN, which a hung server never answers:
+            # close in the background so that it delays neither the report nor the retry.
+            threading.Thread(target=stream.close, name=f"close-{self.id}", daemon=True).start()
         return None
+
+    def _read(self, stream: Stream) -> None:
+        self.stats.stream_fps = stream.fps
+        for picture in stream.pictures(self._stop):
+            seq = self._seq
+            self._seq += 1
+            self.stats.decoded += 1
+            self.stats.last_frame = picture.t_capture
+            if self.stats.state is not CameraState.STREAMING:
+                self._set_state(CameraState.STREAMING)
+                self._backoff.reset()
+                self._log.info(
+                    "camera streaming",
+                    fps=stream.fps,
+                    width=picture.picture.width,
+                    height=picture.picture.height,
+                )
+            if not self._cap.admit(picture.t_capture):
+                self.stats.skipped += 1
+                continue
+            self._slot.put(
+                Decoded(
+                    self.id,
+                    seq,
+                    picture.ts,
+                    picture.t_capture,
+                    picture.decode_s,
+                    picture.picture,
+                    time.monotonic(),
+                ),
+                wait_taken=self._replay_stop,
+            )

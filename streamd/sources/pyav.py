@@ -152,7 +152,11 @@ def open_stream(camera: CameraConfig) -> Stream:
     try:
         if kind == "rtsp":
             options = {**_rtsp_options(camera), **src.options}
-            container = av.open(camera.url, options=options, timeout=(src.open_timeout_s, src.read_timeout_s))
+            # At the first read timeout FFmpeg's RTSP demuxer hands over the frame it was
+            # holding (its H.264 parser waits for the next frame's start) and only the
+            # second one raises; half the timeout makes a hung camera fail within it.
+            read_s = src.read_timeout_s / 2
+            container = av.open(camera.url, options=options, timeout=(src.open_timeout_s, read_s))
         elif kind == "v4l2":
             options = {**_v4l2_options(camera), **src.options}
             container = av.open(camera.url, format="v4l2", options=options, timeout=src.read_timeout_s)

@@ -126,7 +126,10 @@ def test_wrong_family_is_rejected_at_load():
 
 
 def test_requested_providers_prefer_the_gpu_and_keep_cpu_last():
-    assert requested_providers("auto", 1, gpu=True) == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    assert requested_providers("auto", 1, gpu=True) == [
+        ("CUDAExecutionProvider", {"device_id": 1}),
+        "CPUExecutionProvider",
+    ]
     trt = requested_providers("tensorrt", 0, gpu=True)
     assert [p if isinstance(p, str) else p[0] for p in trt] == [
         "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider",

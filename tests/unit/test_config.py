@@ -83,7 +83,11 @@ def test_daemon_file_errors_name_the_key_path(tmp_path):
 
 
 def test_duplicate_camera_ids_are_rejected(tmp_path):
-    lines = problems(write(tmp_path, cameras={"a": {"url": "rtsp://h/1", "id": "x"}, "b": {"url": "rtsp://h/2", "id": "x"}}))
+    lines = problems(
+        write(
+            tmp_path, cameras={"a": {"url": "rtsp://h/1", "id": "x"}, "b": {"url": "rtsp://h/2", "id": "x"}}
+        )
+    )
     assert any("id: camera id 'x' is also used by" in line for line in lines)
 
 
