@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import statistics
 import time
@@ -121,7 +122,7 @@ def test_hung_camera_is_detected_within_the_read_timeout_while_another_keeps_pub
     assert "hung" in downs[0]["error"]
     detected_s = log_time(downs[0]) - paused_at
     ok_times = [m.ts for m in during if m.camera == "ok"]
-    gaps = [b - a for a, b in zip(ok_times, ok_times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(ok_times)]
     print(
         f"\nhung camera detected after {detected_s:.2f} s (read timeout 2 s); healthy camera max gap {max(gaps):.2f} s"
     )
@@ -191,7 +192,7 @@ def test_a_detector_slower_than_the_camera_drops_frames_instead_of_falling_behin
     assert max(ages) < 0.5  # no queue anywhere: every result is about the newest frame
     assert statistics.median(ages[-third:]) < statistics.median(ages[:third]) + 0.05
     seqs = [m.seq for _, m in arrival]
-    assert any(b - a > 1 for a, b in zip(seqs, seqs[1:], strict=False))  # gaps: frames dropped, not processed
+    assert any(b - a > 1 for a, b in itertools.pairwise(seqs))  # gaps: frames dropped, not processed
     assert late["dropped"] > early["dropped"] > 0
     assert code == 0
 
