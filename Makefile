@@ -1,36 +1,21 @@
-# streamd: one entry point for set-up, the demo, tests and checks.
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+# streamd: developer shortcuts; scripts/ holds the real steps so a fresh machine needs only bash.
+BIN := .venv/bin
 
-.PHONY: setup system-deps demo test check lint typecheck format clean
+.PHONY: setup demo test check lint typecheck format clean
 
-setup: system-deps $(STAMP)
+setup:
+	@bash scripts/setup.sh
 
-# Debian packages (GStreamer RTSP server, mosquitto, python3-venv); a no-op once installed.
-system-deps:
-	@bash scripts/install-system-deps.sh
-
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	@touch $@
-
-demo: setup
+demo:
 	@bash scripts/demo.sh
 
-test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+test:
+	@bash scripts/test.sh $(PYTEST_ARGS)
 
-check: lint typecheck
-
-lint: setup
+# One command for every static check: lint, format, types.
+check: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-
-typecheck: setup
 	$(BIN)/mypy streamd
 
 format: setup
@@ -38,4 +23,4 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .state
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .state

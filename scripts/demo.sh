@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 config=configs/demo/streamd.yaml
 bin=.venv/bin
+bash scripts/setup.sh
 
 if [ ! -f ../shared/models/yolox_nano.onnx ]; then
   echo "the demo needs ../shared (models/yolox_nano.onnx, data/) beside this repository" >&2

@@ -7,7 +7,7 @@
 set -euo pipefail
 
 packages=(
-  python3 python3-venv python3-gi
+  make python3 python3-venv python3-gi
   gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
