@@ -145,6 +145,44 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+    import shlex  # noqa: PLC0415
+
+    from streamd.bench.report import format_table, plot  # noqa: PLC0415
+    from streamd.bench.runner import BenchOptions, run_bench  # noqa: PLC0415
+
+    for label, path in (("--model", args.model), ("--video", args.video)):
+        if not Path(path).is_file():
+            print(f"streamd bench: {label}: no such file {path}", file=sys.stderr)
+            return 1
+    opts = BenchOptions(
+        cameras=args.cameras,
+        fps=args.fps,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        model=Path(args.model).resolve(),
+        family=args.family,
+        provider=args.provider,
+        video=Path(args.video).resolve(),
+        source=args.source,
+        max_batch=args.max_batch,
+        ceiling_s=args.ceiling_seconds,
+        command="streamd bench " + shlex.join(sys.argv[2:] if argv_is_bench() else []),
+    )
+    report = run_bench(opts, progress=lambda msg: print(f"# {msg}", file=sys.stderr, flush=True))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.plot:
+        plot(report, Path(args.plot))
+    print(format_table(report))
+    return 0
+
+
+def argv_is_bench() -> bool:
+    return len(sys.argv) > 1 and sys.argv[1] == "bench"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamd", description="Real-time video analytics daemon.")
     parser.add_argument("--version", action="version", version=f"streamd {__version__}")
@@ -171,6 +209,29 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe.add_argument("--count", type=int, help="exit after this many messages")
     subscribe.add_argument("--timeout", type=float, help="exit 1 when nothing arrives for this many seconds")
     subscribe.set_defaults(func=cmd_subscribe)
+
+    shared = Path(__file__).resolve().parents[2] / "shared"
+    bench = sub.add_parser("bench", help="measure throughput and latency on this machine")
+    bench.add_argument("--cameras", type=int, default=1, help="simulated cameras")
+    bench.add_argument("--fps", type=float, default=10.0, help="frame rate of each camera")
+    bench.add_argument("--duration", type=float, default=30.0, help="seconds measured (after warm-up)")
+    bench.add_argument("--warmup", type=float, default=5.0, help="seconds run before measuring")
+    bench.add_argument("--model", default=str(shared / "models" / "yolox_nano.onnx"))
+    bench.add_argument("--family", default="yolox", choices=("yolox", "yolov8", "yolo11"))
+    bench.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"))
+    bench.add_argument("--max-batch", type=int, default=8)
+    video = str(shared / "data" / "pedestrians_768x576_10fps.mp4")
+    bench.add_argument("--video", default=video, help="H.264 MP4 served by the simulated cameras")
+    bench.add_argument(
+        "--source", choices=("rtsp", "file"), default="rtsp",
+        help="cameras over RTSP on loopback, or paced file sources (at the file's own rate)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--ceiling-seconds", type=float, default=5.0, help="seconds for each ceiling measurement"
+    )
+    bench.add_argument("--json", help="write the full report here")
+    bench.add_argument("--plot", help="write a PNG of latency and fps over time here")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -10,9 +10,11 @@ timestamps, and ``rtph264pay config-interval=-1`` repeats SPS/PPS at every
 keyframe so any client can join mid-stream and the loop seam is invisible.
 All clients of one mount share one media, like a real camera.
 
-    /usr/bin/python3 rtsp_server.py --file video.mp4 --port 8554 [--fps 10]
+    /usr/bin/python3 rtsp_server.py --file video.mp4 --port 8554 [--fps 10] [--cameras 4]
 
-It prints ``READY rtsp://127.0.0.1:PORT/MOUNT`` on stdout once it listens.
+With ``--cameras N`` it serves N independent cameras at /cam0 .. /cam{N-1}, each
+with its own feeder, instead of one at --mount. It prints ``READY URL ...`` on
+stdout once it listens.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--mount", default="/stream")
     parser.add_argument("--fps", type=float, default=0.0, help="override the file's frame rate")
+    parser.add_argument("--cameras", type=int, default=0, help="serve N cameras at /cam0../camN-1")
     args = parser.parse_args(argv)
 
     Gst.init(None)
@@ -130,14 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     server = GstRtspServer.RTSPServer()
     server.set_address(args.host)
     server.set_service(str(args.port))
-    server.get_mount_points().add_factory(args.mount, Factory(units, fps))
+    mounts = [f"/cam{i}" for i in range(args.cameras)] if args.cameras else [args.mount]
+    for mount in mounts:
+        server.get_mount_points().add_factory(mount, Factory(units, fps))
     if server.attach(None) == 0:
         print(f"cannot listen on {args.host}:{args.port}", file=sys.stderr)
         return 1
     loop = GLib.MainLoop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)
-    print(f"READY rtsp://{args.host}:{args.port}{args.mount} fps={fps:g} units={len(units)}", flush=True)
+    print(f"READY rtsp://{args.host}:{args.port}{mounts[0]} fps={fps:g} units={len(units)}", flush=True)
     loop.run()
     return 0
 

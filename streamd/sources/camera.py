@@ -177,6 +177,7 @@ class Camera:
 
     def _read(self, stream: Stream) -> None:
         self.stats.stream_fps = stream.fps
+        self._log.info("camera connected", fps=stream.fps)
         for picture in stream.pictures(self._stop):
             seq = self._seq
             self._seq += 1

@@ -1,0 +1,1 @@
+"""``streamd bench``: simulated cameras through the real pipeline, measured like a user would."""

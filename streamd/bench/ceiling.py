@@ -1,0 +1,71 @@
+"""The machine's ceilings: model-only inferences and decode-only frames per second."""
+
+from __future__ import annotations
+
+import time
+
+import av
+import cv2
+import numpy as np
+
+from streamd.config import ModelConfig
+from streamd.detect import Detector
+from streamd.detect.letterbox import letterbox
+from streamd.sources.decoded import to_bgr
+
+__all__ = ["decode_ceiling", "model_ceiling"]
+
+
+def _first_frame(video: str) -> np.ndarray:
+    with av.open(video) as container:
+        for picture in container.decode(video=0):
+            return to_bgr(picture)
+    raise ValueError(f"{video}: no frames")
+
+
+def model_ceiling(model: ModelConfig, video: str, batch: int, seconds: float) -> dict[str, float]:
+    """Frames per second of the bare session on a ready input tensor (no decode, no pre/post)."""
+    detector = Detector.from_config("ceiling", model)
+    batch = max(1, min(batch, detector.max_batch))
+    canvas, _ = letterbox(_first_frame(video), detector.input_hw, detector.family.center)
+    blob = cv2.dnn.blobFromImages(
+        [canvas] * batch, scalefactor=detector.family.scale, swapRB=detector.family.rgb, crop=False
+    )
+    session, feed = detector._session, {detector._input_name: blob}
+    for _ in range(3):
+        session.run(None, feed)
+    runs: list[float] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len(runs) < 100_000:
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        runs.append(time.perf_counter() - t0)
+    total = sum(runs)
+    return {
+        "fps": round(len(runs) * batch / total, 2),
+        "batch": batch,
+        "latency_ms_p50": round(float(np.median(runs)) * 1000, 2),
+        "provider": detector.provider,  # type: ignore[dict-item]
+    }
+
+
+def decode_ceiling(video: str, seconds: float, threads: int = 1) -> dict[str, float]:
+    """Frames per second of demux+decode, and of demux+decode+BGR conversion, of one stream."""
+    results = {}
+    for label, convert in (("decode_fps", False), ("decode_bgr_fps", True)):
+        frames = 0
+        start = time.monotonic()
+        deadline = start + seconds / 2
+        while time.monotonic() < deadline:
+            with av.open(video) as container:
+                stream = container.streams.video[0]
+                if threads != 1:
+                    stream.thread_type = "AUTO"
+                for picture in container.decode(stream):
+                    if convert:
+                        to_bgr(picture)
+                    frames += 1
+                    if time.monotonic() >= deadline:
+                        break
+        results[label] = round(frames / (time.monotonic() - start), 1)
+    return results

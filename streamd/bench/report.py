@@ -1,0 +1,84 @@
+"""Benchmark reports for people: a short table, and a PNG of latency and fps over time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["format_table", "plot"]
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a few aligned lines."""
+    setup, ceiling, total, proc = report["setup"], report["ceiling"], report["total"], report["process"]
+    lines = [
+        f"streamd bench: {setup['cameras']} camera(s) x {setup['fps']:g} fps ({setup['source']}), "
+        f"{setup['duration_s']:g} s, {Path(setup['model']).name} on {setup['provider']}",
+        f"machine: {report['machine']['cores']} cores, {report['machine']['cpu']}"
+        + (f", {report['machine']['gpu']}" if report["machine"].get("gpu") else ""),
+        f"ceiling: model-only {ceiling['fps']:.1f} fps "
+        f"(batch {ceiling['batch']}, {ceiling['latency_ms_p50']:.1f} ms), "
+        f"decode-only {ceiling['decode_fps']:.0f} fps ({ceiling['decode_bgr_fps']:.0f} with BGR conversion)",
+        "",
+        f"{'camera':<8}{'offered':>9}{'processed':>11}{'dropped':>9}{'p50':>6}{'p95':>6}{'p99':>6}{'max':>6}"
+        f"{'growth':>8}{'first':>7}",
+    ]
+    rows = [*report["cameras"].items(), ("total", total)]
+    for name, row in rows:
+        lat = row["latency_ms"]
+        growth = _num(row.get("growth"), 2)
+        first = row.get("first_result_s")
+        first_text = "-" if first is None else f"{first:.2f}s"
+        lines.append(
+            f"{name:<8}{row['offered_fps']:>9.1f}{row['processed_fps']:>11.1f}{row['dropped']:>9}"
+            f"{_ms(lat['p50']):>6}{_ms(lat['p95']):>6}{_ms(lat['p99']):>6}{_ms(lat['max']):>6}"
+            f"{growth:>8}{first_text:>7}"
+        )
+    lines += [
+        "(latency: capture to publish, ms; growth: p99 of the last 10 s / first 10 s;"
+        " first: stream open to first result)",
+        "",
+        f"processed/offered {total['processed_ratio']:.3f}, processed/model ceiling "
+        f"{_num(total['ceiling_ratio'], 3)}, min fair share {_num(total['min_fair_share'], 2)}",
+        f"daemon: CPU {proc['cpu_percent']:.0f}% "
+        f"({proc['cpu_ms_per_processed_frame']} ms CPU per processed frame), "
+        f"RSS {proc['rss_mb']:.0f} MB, peak {proc['peak_rss_mb']:.0f} MB",
+    ]
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Latency and processed fps per second, as a PNG. Needs matplotlib."""
+    try:
+        import matplotlib  # noqa: PLC0415 - optional dependency
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError as exc:
+        raise RuntimeError("--plot needs matplotlib: pip install 'streamd[bench]'") from exc
+    rows = report["timeline"]
+    t = [r["t"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    ax1.plot(t, [r["latency_p50_ms"] for r in rows], label="p50")
+    ax1.plot(t, [r["latency_max_ms"] for r in rows], label="max")
+    ax1.set_ylabel("capture to publish (ms)")
+    ax1.legend()
+    ax2.plot(t, [r["fps"] for r in rows], label="processed")
+    ax2.axhline(report["total"]["offered_fps"], color="grey", linestyle="--", label="offered")
+    ax2.axhline(report["ceiling"]["fps"], color="red", linestyle=":", label="model-only ceiling")
+    ax2.set_ylabel("frames/s (all cameras)")
+    ax2.set_xlabel("seconds")
+    ax2.legend()
+    setup = report["setup"]
+    fig.suptitle(f"streamd bench: {setup['cameras']} x {setup['fps']:g} fps, {Path(setup['model']).name}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

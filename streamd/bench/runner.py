@@ -1,0 +1,329 @@
+"""Run a benchmark: RTSP cameras on loopback, the daemon as a subprocess, a subscriber here."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streamd.bench.ceiling import decode_ceiling, model_ceiling
+from streamd.bench.stats import Received, camera_report, timeline, total_report
+from streamd.client import Subscriber
+from streamd.config import ModelConfig
+
+__all__ = ["BenchOptions", "machine_info", "run_bench"]
+
+RTSP_SERVER = Path(__file__).resolve().parents[1] / "simulate" / "rtsp_server.py"
+SYSTEM_PYTHON = "/usr/bin/python3"
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    cameras: int
+    fps: float
+    duration_s: float
+    warmup_s: float
+    model: Path
+    family: str
+    provider: str
+    video: Path
+    source: str  # "rtsp" or "file"
+    max_batch: int
+    ceiling_s: float
+    command: str
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def machine_info() -> dict[str, Any]:
+    """Cores, CPU model, GPU and versions, for the report."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = None
+    if shutil.which("nvidia-smi"):
+        done = subprocess.run(
+            [shutil.which("nvidia-smi") or "nvidia-smi", "-L"], capture_output=True, text=True, check=False
+        )
+        gpu = done.stdout.strip() or None
+    versions = {}
+    for pkg in (
+        "streamd",
+        "onnxruntime-gpu",
+        "onnxruntime",
+        "av",
+        "numpy",
+        "opencv-python",
+        "trackers",
+        "pyzmq",
+    ):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+    }
+
+
+class _Proc:
+    """CPU time and memory of a process, from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+    def memory_mb(self) -> tuple[float, float]:
+        """Current and peak resident memory."""
+        rss = hwm = 0.0
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024
+            elif line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 1024
+        return rss, hwm
+
+
+def _start_rtsp(opts: BenchOptions, port: int) -> subprocess.Popen[str]:
+    cmd = [SYSTEM_PYTHON, str(RTSP_SERVER), "--file", str(opts.video), "--port", str(port)]
+    cmd += ["--cameras", str(opts.cameras), "--fps", str(opts.fps)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            line = proc.stdout.readline()
+            if line.startswith("READY"):
+                return proc
+            if not line:
+                break
+    proc.kill()
+    raise RuntimeError(
+        f"the RTSP test server did not start (needs {SYSTEM_PYTHON} with GStreamer's RTSP server)"
+    )
+
+
+def _write_config(opts: BenchOptions, root: Path, rtsp_port: int, zmq_port: int) -> Path:
+    (root / "cameras").mkdir(parents=True)
+    model = {
+        "path": str(opts.model),
+        "family": opts.family,
+        "provider": opts.provider,
+        "max_batch": opts.max_batch,
+    }
+    daemon = {
+        "models": {"default": model},
+        "state_dir": str(root / "state"),
+        "zmq": {"endpoint": f"tcp://127.0.0.1:{zmq_port}", "send_hwm": 10000},
+        "log": {"format": "json"},
+    }
+    (root / "streamd.yaml").write_text(yaml.safe_dump(daemon))
+    for i in range(opts.cameras):
+        camera: dict[str, Any]
+        if opts.source == "rtsp":
+            camera = {"url": f"rtsp://127.0.0.1:{rtsp_port}/cam{i}"}
+        else:
+            camera = {"url": str(opts.video), "source": {"realtime": True, "loop": True}}
+        (root / "cameras" / f"cam{i}.yaml").write_text(yaml.safe_dump(camera))
+    return root / "streamd.yaml"
+
+
+def _connected_times(log_path: Path) -> dict[str, float]:
+    """Wall time each camera's stream first opened, from the daemon's JSON log."""
+    times: dict[str, float] = {}
+    for line in log_path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if entry.get("event") == "camera connected" and entry.get("camera") not in times:
+            ts = datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).timestamp()
+            times[entry["camera"]] = ts
+    return times
+
+
+@dataclass
+class _Measured:
+    per_camera: dict[str, list[Received]]
+    first_recv: dict[str, float]
+    samples: list[dict[str, float]]
+    t_start: float
+    cpu_s: float
+    rss_mb: float
+    peak_rss_mb: float
+
+
+def _wait_for_every_camera(
+    sub: Subscriber, daemon: subprocess.Popen[bytes], cameras: int, log: Path
+) -> dict[str, float]:
+    first_recv: dict[str, float] = {}
+    started = time.time()
+    while len(first_recv) < cameras and time.time() - started < 60:
+        got = sub.recv_raw(timeout_s=0.5)
+        if got is not None:
+            first_recv.setdefault(got[0].removeprefix("streamd/"), time.time())
+        if daemon.poll() is not None:
+            raise RuntimeError(f"the daemon exited early; see {log}")
+    return first_recv
+
+
+def _measure(sub: Subscriber, proc: _Proc, t_start: float, duration_s: float) -> _Measured:
+    while time.time() < t_start:
+        sub.recv_raw(timeout_s=0.1)
+    cpu_start, t_end = proc.cpu_s(), t_start + duration_s
+    per_camera: dict[str, list[Received]] = defaultdict(list)
+    samples: list[dict[str, float]] = []
+    next_sample = t_start
+    while (now := time.time()) < t_end:
+        if now >= next_sample:
+            rss, hwm = proc.memory_mb()
+            cpu = proc.cpu_s() - cpu_start
+            samples.append(
+                {
+                    "t": round(now - t_start, 2),
+                    "rss_mb": round(rss, 1),
+                    "peak_rss_mb": round(hwm, 1),
+                    "cpu_s": round(cpu, 2),
+                }
+            )
+            next_sample += 1.0
+        got = sub.recv_raw(timeout_s=min(0.2, max(t_end - now, 0.001)))
+        if got is not None:
+            msg = json.loads(got[1])
+            per_camera[msg["camera"]].append(
+                Received(msg["camera"], msg["seq"], time.time(), msg["latency_ms"]["total"])
+            )
+    rss, hwm = proc.memory_mb()
+    return _Measured(per_camera, {}, samples, t_start, proc.cpu_s() - cpu_start, rss, hwm)
+
+
+def _stop(daemon: subprocess.Popen[bytes], server: subprocess.Popen[str] | None) -> None:
+    if daemon.poll() is None:
+        daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(15)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+    if server is not None:
+        server.kill()
+        server.wait(10)
+
+
+def _report(opts: BenchOptions, ceiling: dict[str, Any], measured: _Measured, log: Path) -> dict[str, Any]:
+    connected = _connected_times(log)
+    cameras = {f"cam{i}": measured.per_camera.get(f"cam{i}", []) for i in range(opts.cameras)}
+    report_cameras = {}
+    for cid, msgs in cameras.items():
+        entry = camera_report(msgs, opts.fps, opts.duration_s)
+        if cid in connected and cid in measured.first_recv:
+            entry["first_result_s"] = round(measured.first_recv[cid] - connected[cid], 3)
+        report_cameras[cid] = entry
+    processed = sum(len(m) for m in cameras.values())
+    return {
+        "schema": "streamd.bench/1",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": opts.command,
+        "machine": machine_info(),
+        "setup": {
+            "cameras": opts.cameras,
+            "fps": opts.fps,
+            "duration_s": opts.duration_s,
+            "warmup_s": opts.warmup_s,
+            "source": opts.source,
+            "model": str(opts.model),
+            "family": opts.family,
+            "provider": str(ceiling.get("provider")),
+        },
+        "ceiling": ceiling,
+        "cameras": report_cameras,
+        "total": total_report(cameras, opts.fps, opts.duration_s, float(ceiling["fps"])),
+        "process": {
+            "cpu_percent": round(100 * measured.cpu_s / opts.duration_s, 1),
+            "cpu_ms_per_processed_frame": round(1000 * measured.cpu_s / processed, 2) if processed else None,
+            "rss_mb": round(measured.rss_mb, 1),
+            "peak_rss_mb": round(measured.peak_rss_mb, 1),
+            "samples": measured.samples,
+        },
+        "timeline": timeline(cameras, measured.t_start, opts.duration_s),
+    }
+
+
+def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure the ceilings, then run the pipeline and measure it; the report as a dict."""
+    say = progress or (lambda _msg: None)
+    model_cfg = ModelConfig(
+        path=opts.model,
+        family=opts.family,
+        provider=opts.provider,
+        max_batch=opts.max_batch,
+    )
+    say(f"measuring the model-only ceiling ({opts.ceiling_s:g} s)")
+    ceiling: dict[str, Any] = model_ceiling(
+        model_cfg, str(opts.video), batch=opts.cameras, seconds=opts.ceiling_s
+    )
+    say(f"measuring the decode-only ceiling ({opts.ceiling_s:g} s)")
+    ceiling.update(decode_ceiling(str(opts.video), seconds=opts.ceiling_s))
+
+    root = Path(tempfile.mkdtemp(prefix="streamd-bench-"))
+    rtsp_port, zmq_port = _free_port(), _free_port()
+    server = _start_rtsp(opts, rtsp_port) if opts.source == "rtsp" else None
+    config = _write_config(opts, root, rtsp_port, zmq_port)
+    sub = Subscriber(f"tcp://127.0.0.1:{zmq_port}")
+    log_path = root / "daemon.log"
+    with log_path.open("w") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "streamd", "run", "--config", str(config), "--stats-interval", "3600"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        say(f"starting {opts.cameras} camera(s) at {opts.fps:g} fps; warm-up {opts.warmup_s:g} s")
+        started = time.time()
+        first_recv = _wait_for_every_camera(sub, daemon, opts.cameras, log_path)
+        say(f"measuring for {opts.duration_s:g} s")
+        measured = _measure(
+            sub, _Proc(daemon.pid), max(time.time(), started + opts.warmup_s), opts.duration_s
+        )
+        measured.first_recv = first_recv
+    finally:
+        sub.close()
+        _stop(daemon, server)
+    report = _report(opts, ceiling, measured, log_path)
+    shutil.rmtree(root, ignore_errors=True)
+    return report

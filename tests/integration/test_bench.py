@@ -1,0 +1,60 @@
+"""`streamd bench` smoke test: a few seconds, checking the report's shape and sanity (no speed asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from streamd.bench.stats import Received, camera_report, growth, total_report
+
+
+def test_bench_runs_the_real_pipeline_and_reports_sane_numbers(tmp_path):
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "streamd", "bench", "--cameras", "2", "--fps", "10", "--duration", "4",
+         "--warmup", "1", "--ceiling-seconds", "1", "--json", str(out), "--plot", str(png)],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["schema"] == "streamd.bench/1"
+    assert report["machine"]["cores"] >= 1
+    assert "onnxruntime-gpu" in report["machine"]["versions"]
+    assert report["ceiling"]["fps"] > 0
+    assert report["ceiling"]["decode_fps"] > 0
+    assert set(report["cameras"]) == {"cam0", "cam1"}
+    for row in report["cameras"].values():
+        assert row["processed"] > 0
+        assert 0 < row["processed_ratio"] <= 1.0
+        assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p99"] <= row["latency_ms"]["max"]
+        assert 0 < row["first_result_s"] < 10
+    total = report["total"]
+    assert 0 < total["ceiling_ratio"] <= 1.5
+    assert 0 < total["min_fair_share"] <= 1.5
+    assert report["process"]["peak_rss_mb"] > 50
+    assert report["process"]["cpu_percent"] > 0
+    assert len(report["timeline"]) == 4
+    assert png.stat().st_size > 10_000
+    assert "processed/model ceiling" in done.stdout
+
+
+def test_bench_statistics_count_drops_from_seq_gaps():
+    msgs = [
+        Received("a", seq, t_recv=100 + i * 0.2, total_ms=20 + i) for i, seq in enumerate(range(0, 100, 2))
+    ]
+    row = camera_report(msgs, offered_fps=10, duration_s=10)
+    assert row["offered"] == 99
+    assert row["processed"] == 50
+    assert row["dropped"] == 49
+    total = total_report({"a": msgs, "b": msgs[:25]}, offered_fps=10, duration_s=10, model_ceiling_fps=15)
+    assert total["min_fair_share"] == round(2.5 / 3.75, 3)
+    assert total["ceiling_ratio"] == round(7.5 / 15, 3)
+
+
+def test_growth_compares_the_last_10_s_with_the_first():
+    steady = [Received("a", i, t_recv=i * 0.1, total_ms=20.0) for i in range(300)]
+    assert growth(steady) == 1.0
+    rising = [Received("a", i, t_recv=i * 0.1, total_ms=20.0 + i) for i in range(300)]
+    assert growth(rising) > 2
+    assert growth(steady[:150]) is None  # too short for two 10 s windows
