@@ -47,6 +47,7 @@ class BenchOptions:
     video: Path
     source: str  # "rtsp" or "file"
     max_batch: int
+    threads: int | None
     ceiling_s: float
     command: str
 
@@ -292,6 +293,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         family=opts.family,
         provider=opts.provider,
         max_batch=opts.max_batch,
+        threads=opts.threads,
     )
     say(f"measuring the model-only ceiling ({opts.ceiling_s:g} s)")
     ceiling: dict[str, Any] = model_ceiling(
