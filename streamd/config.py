@@ -62,6 +62,19 @@ class ModelConfig(_Strict):
     max_batch: int = Field(
         8, ge=1, description="most frames inferred at once when the model's batch axis is dynamic"
     )
+    batch_wait_s: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="once a frame is ready, wait this long for other cameras to fill a batch (GPU: ~0.005)",
+    )
+    fp16: bool = Field(True, description="TensorRT: build FP16 engines (faster, tiny accuracy cost)")
+    engine_cache_dir: Path | None = Field(
+        None, description="TensorRT engine cache; default: <state_dir>/trt-engines (first start builds it)"
+    )
+    io_binding: Literal["auto", "on", "off"] = Field(
+        "auto", description="bind inputs and outputs to avoid copies; auto: on for cuda and tensorrt"
+    )
     confidence: Probability = Field(
         0.1, description="lowest score kept from the model (the tracker uses low scores too)"
     )
@@ -265,16 +278,20 @@ def _load_daemon(path: Path) -> DaemonConfig:
     except ValidationError as exc:
         raise ConfigError(_format_errors(path, exc)) from exc
     base = path.parent
+    state_dir = _resolve(base, daemon.state_dir)
     models = {
-        name: model.model_copy(update={"path": _resolve(base, model.path)})
+        name: model.model_copy(
+            update={
+                "path": _resolve(base, model.path),
+                "engine_cache_dir": _resolve(base, model.engine_cache_dir)
+                if model.engine_cache_dir
+                else state_dir / "trt-engines",
+            }
+        )
         for name, model in daemon.models.items()
     }
     return daemon.model_copy(
-        update={
-            "cameras_dir": _resolve(base, daemon.cameras_dir),
-            "state_dir": _resolve(base, daemon.state_dir),
-            "models": models,
-        }
+        update={"cameras_dir": _resolve(base, daemon.cameras_dir), "state_dir": state_dir, "models": models}
     )
 
 

@@ -85,22 +85,34 @@ class FrameBoard(Generic[T]):
             self._next = 0
             self.cond.notify_all()
 
-    def take(self, max_items: int, timeout: float) -> list[T]:
+    def take(self, max_items: int, timeout: float, fill_wait: float = 0.0) -> list[T]:
         """Take up to ``max_items`` unseen frames from distinct cameras, waiting up to ``timeout``.
 
-        Cameras are visited round-robin from where the last call stopped.
+        Cameras are visited round-robin from where the last call stopped. With
+        ``fill_wait``, once one frame is ready, wait up to that long for more cameras
+        to fill the batch (dynamic batching on a GPU trades a few ms for throughput).
         """
         deadline = time.monotonic() + timeout
         with self.cond:
-            while True:
-                taken = self._take_ready(max_items)
-                if taken:
-                    self.cond.notify_all()  # wake replay sources waiting for their slot to empty
-                    return taken
+            while self._ready_count() == 0:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return []
                 self.cond.wait(remaining)
+            if fill_wait > 0:
+                wanted = min(max_items, len(self._order))
+                fill_deadline = time.monotonic() + fill_wait
+                while self._ready_count() < wanted:
+                    remaining = fill_deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self.cond.wait(remaining)
+            taken = self._take_ready(max_items)
+            self.cond.notify_all()  # wake replay sources waiting for their slot to empty
+            return taken
+
+    def _ready_count(self) -> int:
+        return sum(1 for slot in self._slots.values() if slot.entry.item is not None)
 
     def _take_ready(self, max_items: int) -> list[T]:
         n = len(self._order)

@@ -83,9 +83,15 @@ class InferenceWorker:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        self._log.info("worker started", provider=self.detector.provider, max_batch=self.detector.max_batch)
+        self._log.info(
+            "worker started",
+            provider=self.detector.provider,
+            max_batch=self.detector.max_batch,
+            batch_wait_s=self.detector.batch_wait_s,
+            io_binding=self.detector.io_binding,
+        )
         while not self._stop.is_set():
-            batch = self.board.take(self.detector.max_batch, self._idle_wait)
+            batch = self.board.take(self.detector.max_batch, self._idle_wait, self.detector.batch_wait_s)
             self.last_progress = time.monotonic()
             if batch:
                 self.process(batch)

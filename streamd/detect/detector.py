@@ -95,9 +95,13 @@ class Detector:
         self.family = family
         self.input_hw = shape.input_hw
         self.max_batch = cfg.max_batch if shape.batch_dynamic else 1
+        self.batch_wait_s = cfg.batch_wait_s if self.max_batch > 1 else 0.0
+        gpu = provider != "CPUExecutionProvider"
+        self.io_binding = cfg.io_binding == "on" or (cfg.io_binding == "auto" and gpu)
         self.class_names: list[str] = names or [f"class_{i}" for i in range(shape.class_count)]
         self._session = session
         self._input_name = shape.input_name
+        self._output_name = session.get_outputs()[0].name
         self._confidence = cfg.confidence
         self._nms_iou = cfg.nms_iou
         self._max_detections = cfg.max_detections
@@ -107,7 +111,14 @@ class Detector:
     @classmethod
     def from_config(cls, name: str, cfg: ModelConfig) -> Detector:
         """Load the model file and check it against its declared family."""
-        session, provider = create_session(cfg.path, cfg.provider, cfg.device, cfg.threads)
+        session, provider = create_session(
+            cfg.path,
+            cfg.provider,
+            device=cfg.device,
+            threads=cfg.threads,
+            engine_cache=cfg.engine_cache_dir,
+            fp16=cfg.fp16,
+        )
         return cls(name, session, provider, FAMILIES[cfg.family], cfg)
 
     def class_id(self, name: str) -> int | None:
@@ -134,8 +145,21 @@ class Detector:
         blob = cv2.dnn.blobFromImages(
             canvases, scalefactor=self.family.scale, swapRB=self.family.rgb, crop=False
         )
-        (output,) = self._session.run(None, {self._input_name: blob})[:1]
+        output = self._infer(blob)
         return [self._postprocess(output[i], boxes[i], image.shape[:2]) for i, image in enumerate(images)]
+
+    def _infer(self, blob: np.ndarray) -> np.ndarray:
+        if not self.io_binding:
+            result: np.ndarray = self._session.run([self._output_name], {self._input_name: blob})[0]
+            return result
+        # I/O binding: ORT copies the input to the device once and writes the output
+        # straight into host memory, instead of allocating and copying per call.
+        binding = self._session.io_binding()
+        binding.bind_cpu_input(self._input_name, blob)
+        binding.bind_output(self._output_name, "cpu")
+        self._session.run_with_iobinding(binding)
+        output: np.ndarray = binding.copy_outputs_to_cpu()[0]
+        return output
 
     def _postprocess(self, output: np.ndarray, box: Letterbox, source_hw: tuple[int, int]) -> sv.Detections:
         xyxy, scores, class_ids = self.family.decode(output, self.input_hw, self._confidence)

@@ -70,9 +70,17 @@ class LoopingFeeder:
         self._period = 1.0 / fps
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
+        self._jump = False
+        self._jumped = False
 
     def start(self) -> None:
         self._thread.start()
+
+    def jump_to_keyframe(self) -> None:
+        """Make the next unit pushed a keyframe (once, at the first PLAY)."""
+        if not self._jumped:
+            self._jumped = True
+            self._jump = True
 
     def stop(self) -> None:
         self._stop.set()
@@ -80,11 +88,15 @@ class LoopingFeeder:
     def _run(self) -> None:
         start = time.monotonic()
         n = 0
+        first_unit = 0  # timestamps stay continuous; only the unit shown moves
         while not self._stop.is_set():
             delay = start + n * self._period - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 break
-            data, keyframe = self._units[n % len(self._units)]
+            if self._jump:
+                self._jump = False
+                first_unit = n
+            data, keyframe = self._units[(n - first_unit) % len(self._units)]
             buf = Gst.Buffer.new_wrapped(data)
             buf.pts = buf.dts = int(n * self._period * Gst.SECOND)
             buf.duration = int(self._period * Gst.SECOND)
@@ -113,7 +125,17 @@ class Factory(GstRtspServer.RTSPMediaFactory):
         appsrc = media.get_element().get_by_name("src")
         feeder = LoopingFeeder(appsrc, self._units, self._fps)
         media.connect("unprepared", lambda *_: feeder.stop())
-        feeder.start()
+        feeder.start()  # DESCRIBE needs data flowing to preroll the media
+
+        # Frames pushed between DESCRIBE and PLAY are dropped as late, so the first
+        # client would wait a whole GOP for a keyframe; at the first PLAY the feeder
+        # jumps to the next keyframe instead. Later clients join mid-stream, as with
+        # any real camera.
+        def on_state(_media: GstRtspServer.RTSPMedia, state: int) -> None:
+            if state == Gst.State.PLAYING:
+                feeder.jump_to_keyframe()
+
+        media.connect("new-state", on_state)
 
 
 def main(argv: list[str] | None = None) -> int:

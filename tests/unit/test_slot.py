@@ -74,3 +74,20 @@ def test_removed_camera_is_no_longer_served():
     board.remove("a")
     board._slots["b"].put("b0")
     assert board.take(4, timeout=0) == ["b0"]
+
+
+def test_fill_wait_gathers_a_batch_from_cameras_that_arrive_a_little_later():
+    board, _ = make_board("a", "b", "c")
+    board._slots["a"].put("a0")
+    threading.Timer(0.05, lambda: board._slots["b"].put("b0")).start()
+    threading.Timer(0.08, lambda: board._slots["c"].put("c0")).start()
+    batch = board.take(8, timeout=1, fill_wait=0.5)
+    assert sorted(batch) == ["a0", "b0", "c0"]
+
+
+def test_fill_wait_gives_up_after_its_deadline_with_what_it_has():
+    board, _ = make_board("a", "b")
+    board._slots["a"].put("a0")
+    start = time.monotonic()
+    assert board.take(8, timeout=1, fill_wait=0.1) == ["a0"]
+    assert time.monotonic() - start < 1
