@@ -72,6 +72,11 @@ class ModelConfig(_Strict):
     engine_cache_dir: Path | None = Field(
         None, description="TensorRT engine cache; default: <state_dir>/trt-engines (first start builds it)"
     )
+    pipeline: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="prepare the next batch while one is inferred; auto: on for GPUs (on a CPU it only adds"
+        " latency, the cores being busy with inference already)",
+    )
     io_binding: Literal["auto", "on", "off"] = Field(
         "auto", description="bind inputs and outputs to avoid copies; auto: on for cuda and tensorrt"
     )

@@ -16,8 +16,8 @@ from streamd.errors import ConfigError
 from streamd.log import get_logger
 from streamd.sinks import SinkRunner, ZmqSink
 from streamd.slot import FrameBoard
-from streamd.sources import Camera, CameraState, Decoded
-from streamd.types import FrameResult
+from streamd.sources import Camera, CameraState
+from streamd.types import Frame, FrameResult
 from streamd.worker import CameraRoute, InferenceWorker
 
 __all__ = ["Daemon", "class_filter", "load_detectors"]
@@ -63,7 +63,7 @@ class Daemon:
         self.sinks = [SinkRunner(zmq_sink, config.daemon.zmq.queue_size)]
         self.workers: dict[str, InferenceWorker] = {}
         self.cameras: dict[str, Camera] = {}
-        boards: dict[str, FrameBoard[Decoded]] = {}
+        boards: dict[str, FrameBoard[Frame]] = {}
         problems: list[str] = []
         routes = []
         for name, detector in detectors.items():
@@ -87,7 +87,7 @@ class Daemon:
             self.workers[model].add_camera(route)
 
     @staticmethod
-    def _make_camera(camera_cfg: CameraConfig, board: FrameBoard[Decoded]) -> Camera:
+    def _make_camera(camera_cfg: CameraConfig, board: FrameBoard[Frame]) -> Camera:
         camera: Camera | None = None
 
         def dropped() -> None:

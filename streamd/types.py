@@ -8,15 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import av
 import numpy as np
 import supervision as sv
+
+from streamd.picture import to_bgr
 
 __all__ = ["Frame", "FrameResult", "Timings"]
 
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One decoded image of one camera, as the worker takes it."""
+    """One decoded picture of one camera.
+
+    The picture stays as the decoder made it (usually YUV 4:2:0): a frame that is
+    dropped costs no colour conversion, and the detector converts only its own
+    small letterboxed copy. ``bgr()`` gives full-size BGR pixels when needed.
+    """
 
     camera: str
     seq: int  # decoded-frame counter of the camera, from 0, kept across reconnects
@@ -24,15 +32,19 @@ class Frame:
     t_capture: float  # time.monotonic() at capture, for latencies
     decode_s: float  # time spent demuxing and decoding this frame
     t_ready: float  # time.monotonic() when the frame was put in the camera's slot
-    image: np.ndarray  # HxWx3 uint8 BGR
+    picture: av.VideoFrame
 
     @property
     def width(self) -> int:
-        return int(self.image.shape[1])
+        return int(self.picture.width)
 
     @property
     def height(self) -> int:
-        return int(self.image.shape[0])
+        return int(self.picture.height)
+
+    def bgr(self) -> np.ndarray:
+        """Full-size HxWx3 uint8 BGR pixels (a conversion each call)."""
+        return to_bgr(self.picture)
 
 
 @dataclass(frozen=True, slots=True)

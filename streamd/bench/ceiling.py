@@ -11,7 +11,7 @@ import numpy as np
 from streamd.config import ModelConfig
 from streamd.detect import Detector
 from streamd.detect.letterbox import letterbox
-from streamd.sources.decoded import to_bgr
+from streamd.picture import to_bgr
 
 __all__ = ["decode_ceiling", "model_ceiling"]
 

@@ -51,6 +51,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"daemon: CPU {proc['cpu_percent']:.0f}% "
         f"({proc['cpu_ms_per_processed_frame']} ms CPU per processed frame), "
         f"RSS {proc['rss_mb']:.0f} MB, peak {proc['peak_rss_mb']:.0f} MB",
+        "same machine: "
+        + ", ".join(f"{k} CPU {v:.0f}%" for k, v in report.get("others_cpu_percent", {}).items()),
     ]
     return "\n".join(lines)
 

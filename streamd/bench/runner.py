@@ -188,6 +188,7 @@ class _Measured:
     cpu_s: float
     rss_mb: float
     peak_rss_mb: float
+    others_cpu_s: dict[str, float]
 
 
 def _wait_for_every_camera(
@@ -204,10 +205,14 @@ def _wait_for_every_camera(
     return first_recv
 
 
-def _measure(sub: Subscriber, proc: _Proc, t_start: float, duration_s: float) -> _Measured:
+def _measure(
+    sub: Subscriber, proc: _Proc, others: dict[str, _Proc], t_start: float, duration_s: float
+) -> _Measured:
+    """Collect messages and sample the daemon; also the CPU of what shares the machine with it."""
     while time.time() < t_start:
         sub.recv_raw(timeout_s=0.1)
     cpu_start, t_end = proc.cpu_s(), t_start + duration_s
+    others_start = {name: p.cpu_s() for name, p in others.items()}
     per_camera: dict[str, list[Received]] = defaultdict(list)
     samples: list[dict[str, float]] = []
     next_sample = t_start
@@ -231,7 +236,8 @@ def _measure(sub: Subscriber, proc: _Proc, t_start: float, duration_s: float) ->
                 Received(msg["camera"], msg["seq"], time.time(), msg["latency_ms"]["total"])
             )
     rss, hwm = proc.memory_mb()
-    return _Measured(per_camera, {}, samples, t_start, proc.cpu_s() - cpu_start, rss, hwm)
+    others_cpu = {name: p.cpu_s() - others_start[name] for name, p in others.items()}
+    return _Measured(per_camera, {}, samples, t_start, proc.cpu_s() - cpu_start, rss, hwm, others_cpu)
 
 
 def _stop(daemon: subprocess.Popen[bytes], server: subprocess.Popen[str] | None) -> None:
@@ -281,6 +287,10 @@ def _report(opts: BenchOptions, ceiling: dict[str, Any], measured: _Measured, lo
             "peak_rss_mb": round(measured.peak_rss_mb, 1),
             "samples": measured.samples,
         },
+        # The simulated cameras and this subscriber run on the same cores as the daemon.
+        "others_cpu_percent": {
+            name: round(100 * cpu / opts.duration_s, 1) for name, cpu in measured.others_cpu_s.items()
+        },
         "timeline": timeline(cameras, measured.t_start, opts.duration_s),
     }
 
@@ -319,9 +329,11 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         started = time.time()
         first_recv = _wait_for_every_camera(sub, daemon, opts.cameras, log_path)
         say(f"measuring for {opts.duration_s:g} s")
-        measured = _measure(
-            sub, _Proc(daemon.pid), max(time.time(), started + opts.warmup_s), opts.duration_s
-        )
+        others = {"bench_subscriber": _Proc(os.getpid())}
+        if server is not None:
+            others["rtsp_server"] = _Proc(server.pid)
+        t_start = max(time.time(), started + opts.warmup_s)
+        measured = _measure(sub, _Proc(daemon.pid), others, t_start, opts.duration_s)
         measured.first_recv = first_recv
     finally:
         sub.close()

@@ -6,6 +6,7 @@ import ast
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import av
 import cv2
 import numpy as np
 import onnxruntime as ort
@@ -14,12 +15,24 @@ import supervision as sv
 from streamd.config import ModelConfig
 from streamd.detect.coco import COCO_CLASSES
 from streamd.detect.families import FAMILIES, Family
-from streamd.detect.letterbox import Letterbox, letterbox, unletterbox
+from streamd.detect.letterbox import Letterbox, letterbox, letterbox_i420, unletterbox
 from streamd.detect.nms import batched_nms
 from streamd.detect.session import create_session
 from streamd.errors import ModelError
+from streamd.picture import i420, to_bgr
 
-__all__ = ["Detector", "class_names_from_metadata"]
+__all__ = ["Detector", "Image", "Prepared", "class_names_from_metadata"]
+
+Image = np.ndarray | av.VideoFrame  # BGR pixels, or a decoded picture (converted here, small)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch ready for the session: the input tensor and how each image was placed."""
+
+    blob: np.ndarray
+    boxes: list[Letterbox]
+    source_hw: list[tuple[int, int]]
 
 
 def class_names_from_metadata(session: ort.InferenceSession) -> list[str] | None:
@@ -98,6 +111,7 @@ class Detector:
         self.batch_wait_s = cfg.batch_wait_s if self.max_batch > 1 else 0.0
         gpu = provider != "CPUExecutionProvider"
         self.io_binding = cfg.io_binding == "on" or (cfg.io_binding == "auto" and gpu)
+        self.pipeline = cfg.pipeline == "on" or (cfg.pipeline == "auto" and gpu)
         self.class_names: list[str] = names or [f"class_{i}" for i in range(shape.class_count)]
         self._session = session
         self._input_name = shape.input_name
@@ -128,27 +142,51 @@ class Detector:
         except ValueError:
             return None
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
-        """Detections for each BGR image, in its own pixels; at most ``max_batch`` images per run."""
+    def detect(self, images: Sequence[Image]) -> list[sv.Detections]:
+        """Detections for each image, in its own pixels; at most ``max_batch`` images per run."""
         results: list[sv.Detections] = []
         for start in range(0, len(images), self.max_batch):
-            results.extend(self._detect_batch(images[start : start + self.max_batch]))
+            results.extend(self.infer(self.prepare(images[start : start + self.max_batch])))
         return results
 
-    def _detect_batch(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
-        boxes: list[Letterbox] = []
-        canvases = []
+    def _place(self, image: Image, canvas: np.ndarray) -> tuple[np.ndarray, Letterbox, tuple[int, int]]:
+        if isinstance(image, av.VideoFrame):
+            source_hw = (image.height, image.width)
+            planes = i420(image)
+            if planes is not None:
+                placed, box = letterbox_i420(planes, self.input_hw, self.family.center, out=canvas)
+                return placed, box, source_hw
+            image = to_bgr(image)
+        placed, box = letterbox(image, self.input_hw, self.family.center, out=canvas)
+        return placed, box, (int(image.shape[0]), int(image.shape[1]))
+
+    def prepare(self, images: Sequence[Image]) -> Prepared:
+        """Letterbox up to ``max_batch`` images into one input tensor.
+
+        Called by one thread at a time (it reuses its canvases); the tensor it returns is new.
+        """
+        if len(images) > self.max_batch:
+            raise ValueError(f"{len(images)} images for a batch of at most {self.max_batch}")
+        canvases, boxes, shapes = [], [], []
         for image, canvas in zip(images, self._canvases, strict=False):
-            placed, box = letterbox(image, self.input_hw, self.family.center, out=canvas)
+            placed, box, source_hw = self._place(image, canvas)
             canvases.append(placed)
             boxes.append(box)
+            shapes.append(source_hw)
         blob = cv2.dnn.blobFromImages(
             canvases, scalefactor=self.family.scale, swapRB=self.family.rgb, crop=False
         )
-        output = self._infer(blob)
-        return [self._postprocess(output[i], boxes[i], image.shape[:2]) for i, image in enumerate(images)]
+        return Prepared(blob, boxes, shapes)
 
-    def _infer(self, blob: np.ndarray) -> np.ndarray:
+    def infer(self, prepared: Prepared) -> list[sv.Detections]:
+        """Run the session on a prepared batch; detections in each source image's pixels."""
+        output = self._run(prepared.blob)
+        return [
+            self._postprocess(output[i], box, hw)
+            for i, (box, hw) in enumerate(zip(prepared.boxes, prepared.source_hw, strict=True))
+        ]
+
+    def _run(self, blob: np.ndarray) -> np.ndarray:
         if not self.io_binding:
             result: np.ndarray = self._session.run([self._output_name], {self._input_name: blob})[0]
             return result

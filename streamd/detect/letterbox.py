@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["Letterbox", "letterbox", "unletterbox"]
+__all__ = ["Letterbox", "letterbox", "letterbox_i420", "unletterbox"]
 
 PAD_VALUE = 114
 
@@ -31,10 +31,7 @@ def letterbox(
     """
     h, w = image.shape[:2]
     dst_h, dst_w = size_hw
-    scale = min(dst_h / h, dst_w / w)
-    new_w, new_h = min(dst_w, round(w * scale)), min(dst_h, round(h * scale))
-    pad_x = (dst_w - new_w) // 2 if center else 0
-    pad_y = (dst_h - new_h) // 2 if center else 0
+    scale, new_w, new_h, pad_x, pad_y = _placement(h, w, size_hw, center, even=False)
     canvas = out if out is not None else np.empty((dst_h, dst_w, 3), np.uint8)
     canvas.fill(PAD_VALUE)
     target = canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w]
@@ -42,6 +39,48 @@ def letterbox(
         target[...] = image
     else:
         cv2.resize(image, (new_w, new_h), dst=target, interpolation=cv2.INTER_LINEAR)
+    return canvas, Letterbox(scale=scale, pad_x=pad_x, pad_y=pad_y)
+
+
+def _placement(
+    h: int, w: int, size_hw: tuple[int, int], center: bool, even: bool
+) -> tuple[float, int, int, int, int]:
+    dst_h, dst_w = size_hw
+    scale = min(dst_h / h, dst_w / w)
+    new_w, new_h = min(dst_w, round(w * scale)), min(dst_h, round(h * scale))
+    if even:  # 4:2:0 chroma planes need even sizes
+        new_w, new_h = max(2, new_w - new_w % 2), max(2, new_h - new_h % 2)
+    pad_x = (dst_w - new_w) // 2 if center else 0
+    pad_y = (dst_h - new_h) // 2 if center else 0
+    return scale, new_w, new_h, pad_x, pad_y
+
+
+def letterbox_i420(
+    i420: np.ndarray, size_hw: tuple[int, int], center: bool, out: np.ndarray | None = None
+) -> tuple[np.ndarray, Letterbox]:
+    """``letterbox`` of a planar 4:2:0 picture (``(h * 3/2, w)`` uint8), resized before colour conversion.
+
+    Converting the small picture instead of the camera's full one costs a fraction:
+    for 1080p into 416x416 about 12x fewer pixels go through the YUV->BGR step.
+    """
+    h, w = i420.shape[0] * 2 // 3, i420.shape[1]
+    scale, new_w, new_h, pad_x, pad_y = _placement(h, w, size_hw, center, even=True)
+    flat = i420.reshape(-1)
+    y = flat[: h * w].reshape(h, w)
+    u = flat[h * w : h * w + (h // 2) * (w // 2)].reshape(h // 2, w // 2)
+    v = flat[h * w + (h // 2) * (w // 2) : h * w + 2 * (h // 2) * (w // 2)].reshape(h // 2, w // 2)
+    small = np.empty(new_h * new_w * 3 // 2, np.uint8)
+    y_size, c_size = new_h * new_w, (new_h // 2) * (new_w // 2)
+    cv2.resize(y, (new_w, new_h), dst=small[:y_size].reshape(new_h, new_w), interpolation=cv2.INTER_LINEAR)
+    for i, plane in enumerate((u, v)):
+        start = y_size + i * c_size
+        target = small[start : start + c_size].reshape(new_h // 2, new_w // 2)
+        cv2.resize(plane, (new_w // 2, new_h // 2), dst=target, interpolation=cv2.INTER_LINEAR)
+    dst_h, dst_w = size_hw
+    canvas = out if out is not None else np.empty((dst_h, dst_w, 3), np.uint8)
+    canvas.fill(PAD_VALUE)
+    target = canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w]
+    cv2.cvtColor(small.reshape(new_h * 3 // 2, new_w), cv2.COLOR_YUV2BGR_I420, dst=target)
     return canvas, Letterbox(scale=scale, pad_x=pad_x, pad_y=pad_y)
 
 

@@ -1,6 +1,5 @@
 """Camera sources: PyAV readers for RTSP, files and V4L2, and the camera thread around them."""
 
 from streamd.sources.camera import Camera, CameraState, CameraStats
-from streamd.sources.decoded import Decoded
 
-__all__ = ["Camera", "CameraState", "CameraStats", "Decoded"]
+__all__ = ["Camera", "CameraState", "CameraStats"]

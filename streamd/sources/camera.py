@@ -21,8 +21,8 @@ from streamd.errors import SourceError
 from streamd.log import get_logger
 from streamd.slot import Slot
 from streamd.sources.backoff import Backoff
-from streamd.sources.decoded import Decoded
 from streamd.sources.pyav import Stream, open_stream
+from streamd.types import Frame
 
 __all__ = ["Camera", "CameraState", "CameraStats", "FpsCap"]
 
@@ -83,7 +83,7 @@ class Camera:
     def __init__(
         self,
         config: CameraConfig,
-        slot: Slot[Decoded],
+        slot: Slot[Frame],
         opener: Callable[[CameraConfig], Stream] = open_stream,
     ) -> None:
         self.config = config
@@ -196,14 +196,14 @@ class Camera:
                 self.stats.skipped += 1
                 continue
             self._slot.put(
-                Decoded(
-                    self.id,
-                    seq,
-                    picture.ts,
-                    picture.t_capture,
-                    picture.decode_s,
-                    picture.picture,
-                    time.monotonic(),
+                Frame(
+                    camera=self.id,
+                    seq=seq,
+                    ts=picture.ts,
+                    t_capture=picture.t_capture,
+                    decode_s=picture.decode_s,
+                    t_ready=time.monotonic(),
+                    picture=picture.picture,
                 ),
                 wait_taken=self._replay_stop,
             )

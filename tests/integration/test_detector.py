@@ -16,9 +16,10 @@ from streamd.detect import Detector
 from streamd.detect.families import anchor_count
 from streamd.detect.session import gpu_usable, requested_providers
 from streamd.errors import ModelError
+from streamd.picture import to_bgr
 from streamd.slot import FrameBoard
-from streamd.sources import CameraStats, Decoded
-from streamd.sources.decoded import to_bgr
+from streamd.sources import CameraStats
+from streamd.types import Frame
 from streamd.worker import CameraRoute, InferenceWorker
 from tests.helpers import MODEL, VIDEO
 
@@ -150,7 +151,7 @@ def test_worker_infers_the_newest_frames_of_several_cameras_in_one_batch(tmp_pat
     shapes = []
     real_run = detector._session.run
     detector._session.run = lambda *a, **k: shapes.append(a[1]["images"].shape[0]) or real_run(*a, **k)
-    board: FrameBoard[Decoded] = FrameBoard()
+    board: FrameBoard[Frame] = FrameBoard()
     published: list = []
     worker = InferenceWorker(detector, board, published.append)
     slots = {}
@@ -166,7 +167,7 @@ def test_worker_infers_the_newest_frames_of_several_cameras_in_one_batch(tmp_pat
     try:
         now = time.monotonic()
         for i, cid in enumerate(("a", "b", "c")):
-            slots[cid].put(Decoded(cid, i, time.time(), now, 0.001, picture, now))
+            slots[cid].put(Frame(cid, i, time.time(), now, 0.001, now, picture))
             time.sleep(0.02)  # cameras arrive a little apart; batch_wait_s gathers them
         deadline = time.monotonic() + 5
         while len(published) < 3 and time.monotonic() < deadline:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
 from streamd.detect.families import FAMILIES, anchor_count, decode_ultralytics, decode_yolox
-from streamd.detect.letterbox import Letterbox, letterbox, unletterbox
+from streamd.detect.letterbox import Letterbox, letterbox, letterbox_i420, unletterbox
 from streamd.detect.nms import batched_nms, nms
 from streamd.errors import ModelError
 
@@ -99,3 +100,15 @@ def test_batched_nms_never_suppresses_across_classes():
     assert batched_nms(boxes, scores, class_ids, 0.5).tolist() == [0, 2]
     assert batched_nms(boxes, scores, class_ids, 0.5, max_keep=1).tolist() == [0]
     assert batched_nms(np.empty((0, 4), np.float32), np.empty(0), np.empty(0), 0.5).tolist() == []
+
+
+def test_letterbox_i420_matches_converting_first_within_chroma_rounding():
+    rng = np.random.default_rng(0)
+    bgr = cv2.GaussianBlur(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), (9, 9), 3)
+    planes = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+    expected, box_a = letterbox(cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420), (64, 64), center=True)
+    got, box_b = letterbox_i420(planes, (64, 64), center=True)
+    assert box_a == box_b == Letterbox(scale=0.5, pad_x=0, pad_y=8)
+    assert (got[:8] == 114).all()
+    assert (got[56:] == 114).all()
+    assert np.abs(got.astype(int) - expected.astype(int)).mean() < 3
