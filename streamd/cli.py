@@ -168,6 +168,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         source=args.source,
         max_batch=args.max_batch,
         threads=args.threads,
+        pipeline=args.pipeline,
         ceiling_s=args.ceiling_seconds,
         command="streamd bench " + shlex.join(sys.argv[2:] if argv_is_bench() else []),
     )
@@ -221,7 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--family", default="yolox", choices=("yolox", "yolov8", "yolo11"))
     bench.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"))
     bench.add_argument("--max-batch", type=int, default=8)
-    bench.add_argument("--threads", type=int, help="CPU inference threads (default: all cores)")
+    bench.add_argument("--threads", type=int, help="CPU inference threads (default: cores - 1, at most 8)")
+    bench.add_argument(
+        "--pipeline", choices=("auto", "on", "off"), default="auto", help="prepare batches in a second thread"
+    )
     video = str(shared / "data" / "pedestrians_768x576_10fps.mp4")
     bench.add_argument("--video", default=video, help="H.264 MP4 served by the simulated cameras")
     bench.add_argument(

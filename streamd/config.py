@@ -55,7 +55,11 @@ class ModelConfig(_Strict):
         "auto", description="execution provider; auto uses the GPU when one is usable, else the CPU"
     )
     device: int = Field(0, ge=0, description="GPU index for cuda and tensorrt")
-    threads: int | None = Field(None, ge=1, description="CPU threads for inference; default: all cores")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads for inference; default: every core but one (the decoders'), at most 8",
+    )
     input_size: tuple[int, int] | None = Field(
         None, description="[height, width] when the model's input size is dynamic"
     )

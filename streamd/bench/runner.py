@@ -48,6 +48,7 @@ class BenchOptions:
     source: str  # "rtsp" or "file"
     max_batch: int
     threads: int | None
+    pipeline: str
     ceiling_s: float
     command: str
 
@@ -147,7 +148,10 @@ def _write_config(opts: BenchOptions, root: Path, rtsp_port: int, zmq_port: int)
         "family": opts.family,
         "provider": opts.provider,
         "max_batch": opts.max_batch,
+        "pipeline": opts.pipeline,
     }
+    if opts.threads:
+        model["threads"] = opts.threads
     daemon = {
         "models": {"default": model},
         "state_dir": str(root / "state"),

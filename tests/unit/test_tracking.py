@@ -1,0 +1,92 @@
+"""Per-camera tracking with the real ByteTrack: durations in seconds hold at any frame rate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import supervision as sv
+
+from streamd.config import CameraConfig
+from streamd.track import CameraTracker
+
+
+def camera(**overrides) -> CameraConfig:
+    base = {"id": "cam", "url": "rtsp://127.0.0.1/x", "tracker": {"lost_track_s": 1.0}, "min_confidence": 0.3}
+    return CameraConfig.model_validate({**base, **overrides})
+
+
+def person(x: float, confidence: float = 0.9) -> sv.Detections:
+    return sv.Detections(
+        xyxy=np.array([[x, 100, x + 40, 200]], np.float32),
+        confidence=np.array([confidence], np.float32),
+        class_id=np.array([0]),
+        data={"class_name": np.array(["person"])},
+    )
+
+
+def run(
+    tracker: CameraTracker, fps: float, seconds: float, *, t0: float, visible: bool, x0: float
+) -> tuple[float, list]:
+    """Feed ``seconds`` of frames at ``fps``; the person moves 20 px/s. Returns the end time and the outputs."""
+    outputs = []
+    n = round(seconds * fps)
+    for i in range(n):
+        t = t0 + i / fps
+        dets = person(x0 + 20 * (t - t0)) if visible else sv.Detections.empty()
+        outputs.append(tracker.update(dets, t))
+    return t0 + n / fps, outputs
+
+
+@pytest.mark.parametrize("fps", [2, 5, 30])
+def test_a_track_survives_a_gap_shorter_than_lost_track_s_at_any_fps(fps):
+    tracker = CameraTracker(camera(), class_ids=None, nominal_fps=fps)
+    t, seen = run(tracker, fps, 2.0, t0=0.0, visible=True, x0=100)
+    first_id = int(seen[-1].tracker_id[0])
+    t, _ = run(tracker, fps, 0.5, t0=t, visible=False, x0=0)  # gap of 0.5 s < 1.0 s
+    _, again = run(tracker, fps, 1.0, t0=t, visible=True, x0=100 + 20 * t)
+    assert int(again[-1].tracker_id[0]) == first_id
+
+
+@pytest.mark.parametrize("fps", [2, 5, 30])
+def test_a_track_lost_longer_than_lost_track_s_gets_a_new_id_at_any_fps(fps):
+    tracker = CameraTracker(camera(), class_ids=None, nominal_fps=fps)
+    t, seen = run(tracker, fps, 2.0, t0=0.0, visible=True, x0=100)
+    first_id = int(seen[-1].tracker_id[0])
+    t, _ = run(tracker, fps, 2.0, t0=t, visible=False, x0=0)  # gap of 2 s > 1.0 s
+    _, again = run(tracker, fps, 2.0, t0=t, visible=True, x0=100 + 20 * t)
+    assert int(again[-1].tracker_id[0]) != first_id
+
+
+def test_class_filter_drops_other_classes_before_tracking():
+    tracker = CameraTracker(camera(), class_ids=np.array([2]), nominal_fps=10)
+    _, outputs = run(tracker, 10, 1.0, t0=0.0, visible=True, x0=100)
+    assert all(len(out) == 0 for out in outputs)
+
+
+def test_tracking_off_publishes_every_detection_without_track_ids():
+    tracker = CameraTracker(camera(tracker={"enabled": False}), class_ids=None, nominal_fps=10)
+    out = tracker.update(person(100), 0.0)
+    assert len(out) == 1
+    assert out.tracker_id is None
+
+
+def test_smoothing_lags_a_jump_and_can_be_switched_off():
+    results = {}
+    for enabled in (True, False):
+        tracker = CameraTracker(camera(smoothing={"enabled": enabled, "time_constant_s": 0.5}), None, 10)
+        for i in range(20):
+            tracker.update(person(100), i / 10)
+        out = tracker.update(person(110), 2.0)  # a 10 px jump, still the same track
+        results[enabled] = float(out.xyxy[0, 0])
+    assert results[False] == pytest.approx(110, abs=0.5)
+    assert 100 < results[True] < 105  # moved 1 - exp(-0.1 / 0.5) = 18% of the way
+
+
+def test_low_confidence_frames_keep_the_track_but_are_not_published():
+    tracker = CameraTracker(camera(min_confidence=0.5), class_ids=None, nominal_fps=10)
+    for i in range(10):
+        out = tracker.update(person(100 + i), i / 10)
+    track_id = int(out.tracker_id[0])
+    assert len(tracker.update(person(110, confidence=0.3), 1.0)) == 0  # matched in ByteTrack's second stage
+    back = tracker.update(person(111), 1.1)
+    assert int(back.tracker_id[0]) == track_id
