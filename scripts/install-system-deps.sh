@@ -11,7 +11,7 @@ packages=(
   gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-  mosquitto mosquitto-clients
+  mosquitto mosquitto-clients openssl
   systemd
 )
 

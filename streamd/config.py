@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamd.errors import ConfigError
 
@@ -114,6 +114,101 @@ class ZmqConfig(_Strict):
         return value
 
 
+class OutboxConfig(_Strict):
+    """Bounds of an at_least_once sink's durable outbox; beyond them the oldest go, counted and logged."""
+
+    max_messages: int = Field(100_000, ge=1, description="most messages kept")
+    max_mb: float = Field(256.0, gt=0, description="most megabytes of messages kept")
+    max_age_s: PositiveSeconds = Field(7 * 86400.0, description="older messages are dropped")
+    fsync: bool = Field(
+        False, description="sync every write to the disk (survives power loss, not only a killed daemon)"
+    )
+
+
+class RetryConfig(_Strict):
+    """Capped exponential backoff between delivery attempts."""
+
+    initial_s: PositiveSeconds = Field(0.5, description="first delay")
+    max_s: PositiveSeconds = Field(30.0, description="longest delay")
+
+
+class _SinkBase(_Strict):
+    delivery: Literal["at_most_once", "at_least_once"] = Field(
+        "at_most_once",
+        description="at_most_once: in memory, oldest dropped when full; at_least_once: a disk outbox, "
+        "removed only when the peer acknowledged",
+    )
+    queue_size: int = Field(
+        1000, ge=1, description="results waiting in memory; the oldest is dropped when full"
+    )
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="at_least_once outbox bounds")
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="backoff between attempts")
+
+
+class TlsConfig(_Strict):
+    """TLS for a sink's connection."""
+
+    ca: Path | None = Field(None, description="CA certificate file; default: the system's")
+    cert: Path | None = Field(None, description="client certificate file (mutual TLS)")
+    key: Path | None = Field(None, description="client key file")
+    insecure: bool = Field(False, description="skip certificate and host name checks (never in production)")
+
+
+class MqttSinkConfig(_SinkBase):
+    """An MQTT broker (paho-mqtt)."""
+
+    type: Literal["mqtt"] = Field(description="mqtt")
+    host: str = Field("127.0.0.1", description="broker host")
+    port: int | None = Field(None, ge=1, le=65535, description="broker port; default 1883, or 8883 with TLS")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    client_id: str = Field("streamd", description="client id; unique per broker")
+    username: str | None = Field(None, description="user name")
+    password_file: Path | None = Field(None, description="file holding the password (never logged)")
+    password_env: str | None = Field(None, description="environment variable holding the password")
+    tls: TlsConfig | None = Field(None, description="TLS settings; TLS is on when this key is present")
+    topic: str = Field("streamd/{camera}/frames", description="topic template; {camera} is the camera id")
+    qos: Literal[0, 1, 2] = Field(1, description="QoS; at_least_once needs 1 or 2")
+    retain: bool = Field(False, description="retain the last message of each topic")
+    availability_topic: str = Field(
+        "streamd/{client_id}/available", description="retained online/offline topic (last will: offline)"
+    )
+    keepalive_s: int = Field(30, ge=5, description="MQTT keepalive")
+    max_inflight: int = Field(64, ge=1, description="messages published and not yet acknowledged")
+
+    @model_validator(mode="after")
+    def _at_least_once_needs_acks(self) -> MqttSinkConfig:
+        if self.delivery == "at_least_once" and self.qos == 0:
+            raise ValueError("delivery at_least_once needs qos 1 or 2 (QoS 0 is never acknowledged)")
+        if self.password_file and self.password_env:
+            raise ValueError("give password_file or password_env, not both")
+        return self
+
+
+class WebhookSinkConfig(_SinkBase):
+    """HTTP POST of each message (or a batch) to a URL."""
+
+    type: Literal["webhook"] = Field(description="webhook")
+    url: str = Field(description="http:// or https:// URL")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra request headers")
+    timeout_s: PositiveSeconds = Field(5.0, description="whole-request timeout")
+    verify_tls: bool = Field(True, description="check the server's certificate")
+    ca: Path | None = Field(None, description="CA certificate file to verify the server with")
+    secret_file: Path | None = Field(None, description="file holding the HMAC secret for X-Streamd-Signature")
+    secret_env: str | None = Field(None, description="environment variable holding the HMAC secret")
+    batch_max: int = Field(1, ge=1, description="most messages per request (more than 1: a JSON array)")
+    batch_wait_s: float = Field(0.0, ge=0, description="longest wait to fill a batch")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+
+SinkConfig = Annotated[MqttSinkConfig | WebhookSinkConfig, Field(discriminator="type")]
+
+
 class LogConfig(_Strict):
     """How the daemon logs."""
 
@@ -131,6 +226,17 @@ class DaemonConfig(_Strict):
     models: dict[str, ModelConfig] = Field(description="detectors by name", min_length=1)
     zmq: ZmqConfig = Field(default_factory=ZmqConfig, description="the result publisher")
     log: LogConfig = Field(default_factory=LogConfig, description="logging")
+    sinks: dict[str, SinkConfig] = Field(
+        default_factory=dict, description="named sinks that cameras choose (ZeroMQ always gets everything)"
+    )
+
+    @field_validator("sinks")
+    @classmethod
+    def _zmq_is_reserved(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "zmq" in value:
+            raise ValueError("the name 'zmq' is taken by the built-in ZeroMQ publisher; choose another")
+        return value
+
     shutdown_timeout_s: PositiveSeconds = Field(
         4.0, description="how long stopping may take before threads are abandoned"
     )
@@ -190,6 +296,20 @@ class SmoothingConfig(_Strict):
     )
 
 
+class CameraSinkConfig(_Strict):
+    """A sink a camera sends to, and what it sends there."""
+
+    name: str = Field(description="a sink name from streamd.yaml")
+    send: Literal["all", "detections", "changes"] = Field(
+        "all",
+        description="every frame, only frames with detections, or only when the set of tracked objects"
+        " changes",
+    )
+    max_rate: float | None = Field(
+        None, gt=0, description="at most this many messages a second; the newest wins"
+    )
+
+
 class CameraConfig(_Strict):
     """One camera file, ``cameras/<id>.yaml``."""
 
@@ -203,6 +323,14 @@ class CameraConfig(_Strict):
     source: SourceConfig = Field(default_factory=SourceConfig, description="how the stream is read")
     tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="tracking")
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig, description="box smoothing")
+    sinks: list[str | CameraSinkConfig] = Field(
+        default_factory=list,
+        description="sinks that get this camera's results: names, or {name, send, max_rate}",
+    )
+
+    def sink_routes(self) -> list[CameraSinkConfig]:
+        """The camera's sinks, each with its filter."""
+        return [CameraSinkConfig(name=s) if isinstance(s, str) else s for s in self.sinks]
 
 
 @dataclass(frozen=True)
@@ -280,6 +408,20 @@ def _resolve(base: Path, path: Path) -> Path:
     return path if path.is_absolute() else Path(os.path.normpath(base / path))
 
 
+def _resolve_sink_paths(
+    base: Path, sink: MqttSinkConfig | WebhookSinkConfig
+) -> MqttSinkConfig | WebhookSinkConfig:
+    def fix(p: Path | None) -> Path | None:
+        return None if p is None else _resolve(base, p)
+
+    if isinstance(sink, MqttSinkConfig):
+        tls = sink.tls
+        if tls is not None:
+            tls = tls.model_copy(update={"ca": fix(tls.ca), "cert": fix(tls.cert), "key": fix(tls.key)})
+        return sink.model_copy(update={"password_file": fix(sink.password_file), "tls": tls})
+    return sink.model_copy(update={"secret_file": fix(sink.secret_file), "ca": fix(sink.ca)})
+
+
 def _load_daemon(path: Path) -> DaemonConfig:
     raw = _read_yaml(path)
     try:
@@ -288,6 +430,7 @@ def _load_daemon(path: Path) -> DaemonConfig:
         raise ConfigError(_format_errors(path, exc)) from exc
     base = path.parent
     state_dir = _resolve(base, daemon.state_dir)
+    sinks = {name: _resolve_sink_paths(base, sink) for name, sink in daemon.sinks.items()}
     models = {
         name: model.model_copy(
             update={
@@ -300,7 +443,12 @@ def _load_daemon(path: Path) -> DaemonConfig:
         for name, model in daemon.models.items()
     }
     return daemon.model_copy(
-        update={"cameras_dir": _resolve(base, daemon.cameras_dir), "state_dir": state_dir, "models": models}
+        update={
+            "cameras_dir": _resolve(base, daemon.cameras_dir),
+            "state_dir": state_dir,
+            "models": models,
+            "sinks": sinks,
+        }
     )
 
 
@@ -312,6 +460,10 @@ def _load_camera(file: Path, daemon: DaemonConfig) -> CameraConfig:
     except ValidationError as exc:
         raise ConfigError(_format_errors(file, exc)) from exc
     problems = []
+    for route in camera.sink_routes():
+        if route.name not in daemon.sinks:
+            known = ", ".join(sorted(daemon.sinks)) or "none defined"
+            problems.append(f"{file}: sinks: no sink named {route.name!r} in streamd.yaml (known: {known})")
     if camera.model not in daemon.models:
         known = ", ".join(sorted(daemon.models))
         problems.append(f"{file}: model: no model named {camera.model!r} in streamd.yaml (known: {known})")

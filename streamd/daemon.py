@@ -14,7 +14,7 @@ from streamd.config import CameraConfig, Config, redact_url
 from streamd.detect import Detector
 from streamd.errors import ConfigError
 from streamd.log import get_logger
-from streamd.sinks import SinkRunner, ZmqSink
+from streamd.sinks import SinkRunner, build_sinks
 from streamd.slot import FrameBoard
 from streamd.sources import Camera, CameraState
 from streamd.types import Frame, FrameResult
@@ -58,9 +58,9 @@ def class_filter(camera: CameraConfig, detector: Detector, file: str) -> np.ndar
 class Daemon:
     """Every camera, worker and sink of one configuration."""
 
-    def __init__(self, config: Config, detectors: dict[str, Detector], zmq_sink: ZmqSink) -> None:
+    def __init__(self, config: Config, detectors: dict[str, Detector], sinks: dict[str, SinkRunner]) -> None:
         self.config = config
-        self.sinks = [SinkRunner(zmq_sink, config.daemon.zmq.queue_size)]
+        self.sinks = list(sinks.values())
         self.workers: dict[str, InferenceWorker] = {}
         self.cameras: dict[str, Camera] = {}
         boards: dict[str, FrameBoard[Frame]] = {}
@@ -101,13 +101,7 @@ class Daemon:
     def from_config(cls, config: Config) -> Daemon:
         """Load the models and bind the publisher; fails fast with StreamdError."""
         detectors = load_detectors(config)
-        try:
-            zmq_sink = ZmqSink(config.daemon.zmq)
-        except Exception as exc:
-            raise ConfigError(
-                [f"{config.path}: zmq.endpoint: cannot bind {config.daemon.zmq.endpoint}: {exc}"]
-            ) from exc
-        return cls(config, detectors, zmq_sink)
+        return cls(config, detectors, build_sinks(config))
 
     def _publish(self, result: FrameResult) -> None:
         for sink in self.sinks:
@@ -140,7 +134,7 @@ class Daemon:
         stuck = []
         parts: list[tuple[str, Joinable]] = [
             *((f"worker-{n}", w) for n, w in self.workers.items()),
-            *((f"sink-{s.sink.name}", s) for s in self.sinks),
+            *((f"sink-{s.name}", s) for s in self.sinks),
             *((f"camera-{c.id}", c) for c in self.cameras.values()),
         ]
         for name, part in parts:
@@ -151,6 +145,10 @@ class Daemon:
             # they are daemon threads, so they cannot hold the process.
             _log.warning("threads still busy at shutdown", threads=stuck)
         _log.info("streamd stopped")
+
+    def sink_summary(self) -> dict[str, dict[str, object]]:
+        """Each sink's counters and queue depth."""
+        return {s.name: {**vars(s.stats), "depth": s.depth} for s in self.sinks}
 
     def summary(self) -> dict[str, dict[str, object]]:
         """Each camera's state and counters."""
@@ -187,6 +185,8 @@ class Daemon:
                     url = redact_url(self.cameras[cid].config.url)
                     level = "info" if counters["state"] == CameraState.STREAMING.value else "warning"
                     getattr(_log, level)("camera status", camera=cid, url=url, **counters)
+                for name, counters in self.sink_summary().items():
+                    _log.info("sink status", sink=name, **counters)
         finally:
             self.stop(self.config.daemon.shutdown_timeout_s)
             for s, handler in previous.items():

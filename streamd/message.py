@@ -62,6 +62,8 @@ def frame_message(result: FrameResult) -> dict[str, Any]:
             "total": _ms(t.total),
         },
         "detections": detections,
+        # Stable for this frame across retries and restarts: receivers drop duplicates by it.
+        "message_id": f"{result.camera}:{int(result.ts * 1000)}:{result.seq}",
     }
 
 

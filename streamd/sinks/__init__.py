@@ -1,6 +1,6 @@
 """Sinks: where results go. Each runs in its own thread behind a bounded queue."""
 
-from streamd.sinks.base import Sink, SinkRunner, SinkStats
-from streamd.sinks.zmq import ZmqSink
+from streamd.sinks.base import DeliveryError, Item, SinkRunner, SinkStats, Transport
+from streamd.sinks.build import build_sinks
 
-__all__ = ["Sink", "SinkRunner", "SinkStats", "ZmqSink"]
+__all__ = ["DeliveryError", "Item", "SinkRunner", "SinkStats", "Transport", "build_sinks"]

@@ -5,16 +5,16 @@ from __future__ import annotations
 import zmq
 
 from streamd.config import ZmqConfig
-from streamd.message import encode_frame, topic
-from streamd.types import FrameResult
+from streamd.sinks.base import Item
 
-__all__ = ["ZmqSink"]
+__all__ = ["ZmqTransport"]
 
 
-class ZmqSink:
+class ZmqTransport:
     """Publishes every result. Binds at construction, so a taken port fails start-up."""
 
     name = "zmq"
+    max_batch = 256
 
     def __init__(self, config: ZmqConfig, context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
         self._context = context or zmq.Context.instance()
@@ -26,9 +26,10 @@ class ZmqSink:
         self._socket.bind(config.endpoint)
         self.endpoint = config.endpoint
 
-    def send(self, result: FrameResult) -> None:
-        # NOBLOCK: at the high-water mark PUB drops rather than blocks; never raises Again.
-        self._socket.send_multipart([topic(result.camera), encode_frame(result)], flags=zmq.NOBLOCK)
+    def send(self, items: list[Item]) -> None:
+        for item in items:
+            # NOBLOCK: at the high-water mark PUB drops rather than blocks; it never raises Again.
+            self._socket.send_multipart([f"streamd/{item.camera}".encode(), item.payload], flags=zmq.NOBLOCK)
 
     def close(self) -> None:
         self._socket.close(linger=0)

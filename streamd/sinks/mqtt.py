@@ -1,0 +1,105 @@
+"""An MQTT broker (paho-mqtt 2, MQTT 5 or 3.1.1), with an availability topic and a last will."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from streamd.config import MqttSinkConfig
+from streamd.log import get_logger
+from streamd.sinks.base import DeliveryError, Item
+from streamd.sinks.secrets import read_secret
+
+__all__ = ["MqttTransport"]
+
+_ACK_TIMEOUT_S = 10.0
+
+
+class MqttTransport:
+    """Publishes each message to ``topic`` (with ``{camera}``) and waits for PUBACK/PUBCOMP at QoS 1/2.
+
+    paho's own thread keeps the connection and reconnects with capped backoff; a
+    send while disconnected fails at once, so the runner keeps the messages.
+    """
+
+    def __init__(self, name: str, cfg: MqttSinkConfig, where: str) -> None:
+        self.name = name
+        self.max_batch = cfg.max_inflight
+        self._cfg = cfg
+        self._log = get_logger(sink=name)
+        self._connected = threading.Event()
+        v5 = cfg.protocol == "5"
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else True,  # MQTT 5 has clean_start on connect instead
+        )
+        self._client.max_inflight_messages_set(cfg.max_inflight)
+        password = read_secret(f"{where}: sinks.{name}", cfg.password_file, cfg.password_env)
+        if cfg.username is not None:
+            self._client.username_pw_set(cfg.username, password)
+        if cfg.tls is not None:
+            self._client.tls_set(
+                ca_certs=str(cfg.tls.ca) if cfg.tls.ca else None,
+                certfile=str(cfg.tls.cert) if cfg.tls.cert else None,
+                keyfile=str(cfg.tls.key) if cfg.tls.key else None,
+                cert_reqs=ssl.CERT_NONE if cfg.tls.insecure else ssl.CERT_REQUIRED,
+            )
+            self._client.tls_insecure_set(cfg.tls.insecure)
+        self._availability = cfg.availability_topic.format(client_id=cfg.client_id)
+        self._client.will_set(self._availability, b"offline", qos=1, retain=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.reconnect_delay_set(max(1, round(cfg.retry.initial_s)), max(1, round(cfg.retry.max_s)))
+        port = cfg.port or (8883 if cfg.tls is not None else 1883)
+        self._client.connect_async(cfg.host, port, keepalive=cfg.keepalive_s)
+        self._client.loop_start()
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            self._log.warning("mqtt connection refused", reason=str(reason))
+            return
+        client.publish(self._availability, b"online", qos=1, retain=True)
+        self._connected.set()
+        self._log.info("mqtt connected", host=self._cfg.host)
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if self._connected.is_set():
+            self._log.warning("mqtt disconnected", reason=str(reason))
+        self._connected.clear()
+
+    def send(self, items: list[Item]) -> None:
+        if not self._connected.is_set():
+            raise DeliveryError("not connected to the broker", retry=True)
+        infos: list[mqtt.MQTTMessageInfo] = []
+        for item in items:
+            topic = self._cfg.topic.format(camera=item.camera)
+            info = self._client.publish(topic, item.payload, qos=self._cfg.qos, retain=self._cfg.retain)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise DeliveryError(
+                    f"publish failed: {mqtt.error_string(info.rc)}", retry=True, acked=len(infos)
+                )
+            infos.append(info)
+        if self._cfg.qos == 0:
+            return
+        for acked, info in enumerate(infos):
+            try:
+                info.wait_for_publish(timeout=_ACK_TIMEOUT_S)
+            except (RuntimeError, ValueError) as exc:
+                raise DeliveryError(f"not acknowledged: {exc}", retry=True, acked=acked) from exc
+            if not info.is_published():
+                raise DeliveryError("no acknowledgement from the broker in time", retry=True, acked=acked)
+
+    def close(self) -> None:
+        if self._connected.is_set():
+            # A clean goodbye: the broker does not send the last will, so say offline ourselves.
+            self._client.publish(self._availability, b"offline", qos=1, retain=True).wait_for_publish(2.0)
+        self._client.disconnect()
+        self._client.loop_stop()

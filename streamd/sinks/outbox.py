@@ -1,0 +1,121 @@
+"""The durable outbox of an at_least_once sink: SQLite in WAL mode, one file per sink.
+
+A message counts as accepted once its row is committed; it is deleted only when
+the peer acknowledged it. Rows are sent in id order, which keeps each camera's
+order. Bounds (count, size, age) drop the oldest rows, and the caller counts and
+logs them. A writer and a sender thread share one Outbox; a lock serialises
+their (short) database calls.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamd.config import OutboxConfig
+
+__all__ = ["Outbox", "Row"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    camera TEXT NOT NULL,
+    created REAL NOT NULL,
+    payload BLOB NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    id: int
+    camera: str
+    payload: bytes
+
+
+class Outbox:
+    """Rows waiting for delivery, oldest first."""
+
+    def __init__(self, path: Path, bounds: OutboxConfig) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._bounds = bounds
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL survives a killed process; FULL also a power loss, at an fsync per commit.
+        self._db.execute(f"PRAGMA synchronous={'FULL' if bounds.fsync else 'NORMAL'}")
+        self._db.execute(_SCHEMA)
+        count, size = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
+        ).fetchone()
+        self.count: int = count
+        self.bytes: int = size
+
+    def add(self, items: Sequence[tuple[str, bytes]], now: float | None = None) -> int:
+        """Commit messages ``(camera, payload)``; returns how many old ones the bounds dropped."""
+        if not items:
+            return 0
+        now = time.time() if now is None else now
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO outbox (camera, created, payload) VALUES (?, ?, ?)",
+                [(camera, now, payload) for camera, payload in items],
+            )
+            self.count += len(items)
+            self.bytes += sum(len(p) for _, p in items)
+            return self._enforce_bounds(now)
+
+    def _enforce_bounds(self, now: float) -> int:
+        dropped = 0
+        cutoff = now - self._bounds.max_age_s
+        cur = self._db.execute(
+            "DELETE FROM outbox WHERE created < ? RETURNING LENGTH(payload)", (cutoff,)
+        ).fetchall()
+        dropped += self._forget(cur)
+        max_bytes = int(self._bounds.max_mb * 1024 * 1024)
+        while self.count > self._bounds.max_messages or self.bytes > max_bytes:
+            excess = max(self.count - self._bounds.max_messages, 1)
+            cur = self._db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)"
+                " RETURNING LENGTH(payload)",
+                (excess,),
+            ).fetchall()
+            if not cur:
+                break
+            dropped += self._forget(cur)
+        return dropped
+
+    def _forget(self, deleted: list[tuple[int]]) -> int:
+        self.count -= len(deleted)
+        self.bytes -= sum(n for (n,) in deleted)
+        return len(deleted)
+
+    def peek(self, after_id: int, limit: int) -> list[Row]:
+        """The oldest rows with an id above ``after_id``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, camera, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+            ).fetchall()
+        return [Row(i, c, bytes(p)) for i, c, p in rows]
+
+    def remove(self, ids: Sequence[int]) -> None:
+        """Delete acknowledged rows."""
+        if not ids:
+            return
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            cur = self._db.execute(
+                f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(ids))}) RETURNING LENGTH(payload)",  # noqa: S608 - placeholders only
+                list(ids),
+            ).fetchall()
+            self._forget(cur)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

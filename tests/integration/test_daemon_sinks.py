@@ -1,0 +1,116 @@
+"""The daemon with its sinks, as a user runs it: stalls, broker outages, SIGKILL and restart."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+
+import pytest
+import yaml
+
+from streamd.client import Subscriber
+from tests.helpers import VIDEO, Daemon, collect, free_port, wait_for, write_config
+from tests.integration.test_sinks import Subscriber as MqttSubscriber
+from tests.servers import Mosquitto, WebhookServer
+
+pytestmark = pytest.mark.e2e
+
+
+def add_sinks(config_path, sinks: dict) -> None:
+    data = yaml.safe_load(config_path.read_text())
+    data["sinks"] = sinks
+    config_path.write_text(yaml.safe_dump(data))
+
+
+def test_a_stalled_webhook_does_not_slow_any_camera_on_zeromq(tmp_path):
+    hook = WebhookServer(mode="stall", stall_s=60).start()
+    port = free_port()
+    cameras = {cid: {"url": str(VIDEO), "sinks": ["hook"]} for cid in ("a", "b")}
+    config = write_config(tmp_path, cameras, port)
+    add_sinks(
+        config, {"hook": {"type": "webhook", "url": hook.url, "timeout_s": 30, "delivery": "at_least_once"}}
+    )
+    sub = Subscriber(f"tcp://127.0.0.1:{port}")
+    daemon = Daemon(config)
+    try:
+        collect(sub, 30, until=lambda got: {m.camera for m in got} == {"a", "b"})
+        assert wait_for(lambda: hook.received, 10)  # the first request is now stuck for a minute
+        messages = collect(sub, 10.0)
+    finally:
+        code, _ = daemon.stop()
+        sub.close()
+        hook.stop()
+    for camera in ("a", "b"):
+        count = sum(m.camera == camera for m in messages)
+        assert 90 <= count <= 110, (camera, count)  # 10 s at 10 fps: unchanged
+    assert len(hook.received) == 1  # one request in flight, stalled
+    assert code == 0
+
+
+def test_every_accepted_message_arrives_after_sigkill_and_restart(tmp_path):
+    hook = WebhookServer()
+    port = free_port()
+    config = write_config(tmp_path, {"door": {"url": str(VIDEO), "sinks": ["hook"]}}, port)
+    sinks = {"hook": {"type": "webhook", "url": hook.url, "delivery": "at_least_once",
+                      "retry": {"initial_s": 0.2, "max_s": 1.0}}}  # fmt: skip
+    add_sinks(config, sinks)
+    outbox = tmp_path / "state" / "outbox" / "hook.sqlite"
+    first = Daemon(config)
+    try:
+        assert wait_for(lambda: outbox.exists() and count_rows(outbox) >= 30, 30)
+    finally:
+        code, _ = first.stop(signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    with sqlite3.connect(outbox) as db:
+        accepted = [json.loads(p) for (p,) in db.execute("SELECT payload FROM outbox ORDER BY id")]
+    accepted_ids = [m["message_id"] for m in accepted]
+    assert len(accepted_ids) >= 30
+
+    second = Daemon(config)
+    try:
+        time.sleep(2)  # the endpoint is still down: more piles up
+        hook.start()
+        assert wait_for(lambda: set(accepted_ids) <= {m["message_id"] for m in hook.messages()}, 30)
+    finally:
+        code, _ = second.stop()
+        hook.stop()
+    got = hook.messages()
+    old = [m for m in got if m["message_id"] in set(accepted_ids)]
+    assert [m["message_id"] for m in old][: len(accepted_ids)] == accepted_ids  # original order
+    assert code == 0
+
+
+def count_rows(path) -> int:
+    try:
+        with sqlite3.connect(path) as db:
+            return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def test_mqtt_subscriber_gets_every_message_through_a_broker_restart(tmp_path):
+    broker = Mosquitto(tmp_path / "broker").start()
+    mqtt_sub = MqttSubscriber(broker.port)
+    port = free_port()
+    config = write_config(tmp_path / "cfg", {"door": {"url": str(VIDEO), "sinks": ["broker"]}}, port)
+    sinks = {"broker": {"type": "mqtt", "host": "127.0.0.1", "port": broker.port, "qos": 1,
+                        "delivery": "at_least_once", "client_id": "streamd-e2e",
+                        "retry": {"initial_s": 0.5, "max_s": 1.0}}}  # fmt: skip
+    add_sinks(config, sinks)
+    daemon = Daemon(config)
+    try:
+        assert wait_for(lambda: len(mqtt_sub.got) >= 20, 30), daemon.log_path.read_text()[-2000:]
+        broker.stop()
+        time.sleep(4)  # about 40 messages wait in the outbox
+        broker.start()
+        assert wait_for(lambda: len(mqtt_sub.got) >= 100, 40)
+    finally:
+        code, _ = daemon.stop()
+        mqtt_sub.close()
+        broker.stop()
+    seqs = sorted({s for camera, s in mqtt_sub.got if camera == "door"})
+    missing = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
+    assert missing == []
+    assert code == 0
