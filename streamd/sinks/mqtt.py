@@ -32,6 +32,7 @@ class MqttTransport:
         self._cfg = cfg
         self._log = get_logger(sink=name)
         self._connected = threading.Event()
+        self._closing = False
         v5 = cfg.protocol == "5"
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -71,7 +72,7 @@ class MqttTransport:
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
     ) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._closing:
             self._log.warning("mqtt disconnected", reason=str(reason))
         self._connected.clear()
 
@@ -98,6 +99,7 @@ class MqttTransport:
                 raise DeliveryError("no acknowledgement from the broker in time", retry=True, acked=acked)
 
     def close(self) -> None:
+        self._closing = True
         if self._connected.is_set():
             # A clean goodbye: the broker does not send the last will, so say offline ourselves.
             self._client.publish(self._availability, b"offline", qos=1, retain=True).wait_for_publish(2.0)

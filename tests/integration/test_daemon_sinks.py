@@ -114,3 +114,41 @@ def test_mqtt_subscriber_gets_every_message_through_a_broker_restart(tmp_path):
     missing = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
     assert missing == []
     assert code == 0
+
+
+def test_the_documented_webhook_receiver_accepts_signed_messages_and_rejects_forged_ones(tmp_path):
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    import httpx  # noqa: PLC0415
+
+    hook_port, zmq_port = free_port(), free_port()
+    receiver = subprocess.Popen(
+        [sys.executable, "examples/webhook_receiver.py", str(hook_port)],
+        stdout=subprocess.PIPE, text=True, env={"STREAMD_SECRET": "s3cret", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    (tmp_path / "secret").write_text("s3cret\n")
+    config = write_config(tmp_path, {"door": {"url": str(VIDEO), "sinks": [{"name": "hook", "send": "detections"}]}},
+                          zmq_port)  # fmt: skip
+    add_sinks(config, {"hook": {"type": "webhook", "url": f"http://127.0.0.1:{hook_port}/", "secret_file": "secret",
+                                "delivery": "at_least_once"}})  # fmt: skip
+    daemon = Daemon(config)
+    try:
+        assert wait_for(
+            lambda: daemon.logs() and any(e.get("event") == "streamd started" for e in daemon.logs()), 30
+        )
+        forged = httpx.post(f"http://127.0.0.1:{hook_port}/", content=b"{}",
+                            headers={"X-Streamd-Signature": "sha256=00"}, timeout=5)  # fmt: skip
+        lines = []
+        deadline = time.monotonic() + 30
+        assert receiver.stdout is not None
+        while len(lines) < 5 and time.monotonic() < deadline:
+            lines.append(receiver.stdout.readline().strip())
+    finally:
+        code, _ = daemon.stop()
+        receiver.kill()
+        receiver.wait(5)
+    assert forged.status_code == 401
+    assert len(lines) == 5
+    assert all(line.startswith("door seq=") and "people=" in line for line in lines)
+    assert code == 0
