@@ -54,12 +54,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     path = _config_path(args.config)
     try:
         config = load_config(path)
-        detectors = load_detectors(config)
+        detectors = load_detectors(config, one_each=True)
         problems: list[str] = []
         for cid, cam in config.cameras.items():
             if cam.enabled:
                 try:
-                    class_filter(cam, detectors[cam.model], str(config.camera_files[cid]))
+                    class_filter(cam, detectors[cam.model][0], str(config.camera_files[cid]))
                 except StreamdError as exc:
                     problems.extend(getattr(exc, "problems", [str(exc)]))
         if problems:
@@ -70,11 +70,23 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         _print_errors(exc)
         return 1
     print(f"{config.path}: ok, {len(config.cameras)} camera(s), zmq {config.daemon.zmq.endpoint}")
-    for name, det in detectors.items():
+    for name, (det, *_) in detectors.items():
         print(
             f"model {name}: {det.family.name} {det.input_hw[0]}x{det.input_hw[1]}, "
             f"{len(det.class_names)} classes, batch {det.max_batch}, {det.provider}"
         )
+    for name, sink in config.daemon.sinks.items():
+        users = [cid for cid, cam in config.cameras.items() if any(r.name == name for r in cam.sink_routes())]
+        if sink.type == "mqtt":
+            where = (
+                f"mqtt {sink.host}:{sink.port or (8883 if sink.tls else 1883)}{' TLS' if sink.tls else ''}"
+            )
+            where += f" qos={sink.qos}"
+        else:
+            where = (
+                f"webhook {redact_url(sink.url)}{' signed' if sink.secret_file or sink.secret_env else ''}"
+            )
+        print(f"sink {name}: {where}, {sink.delivery}, cameras: {', '.join(users) or 'none'}")
     for cid in config.cameras:
         print(_camera_line(config, cid))
     return 0
@@ -168,6 +180,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         source=args.source,
         max_batch=args.max_batch,
         threads=args.threads,
+        workers=args.workers,
         pipeline=args.pipeline,
         ceiling_s=args.ceiling_seconds,
         command="streamd bench " + shlex.join(sys.argv[2:] if argv_is_bench() else []),
@@ -222,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--family", default="yolox", choices=("yolox", "yolov8", "yolo11"))
     bench.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"))
     bench.add_argument("--max-batch", type=int, default=8)
-    bench.add_argument("--threads", type=int, help="CPU inference threads (default: cores - 1, at most 8)")
+    bench.add_argument("--threads", type=int, help="CPU inference threads per session (default: see docs)")
+    bench.add_argument("--workers", type=int, help="inference sessions side by side (default: see docs)")
     bench.add_argument(
         "--pipeline", choices=("auto", "on", "off"), default="auto", help="prepare batches in a second thread"
     )

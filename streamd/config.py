@@ -63,6 +63,12 @@ class ModelConfig(_Strict):
     input_size: tuple[int, int] | None = Field(
         None, description="[height, width] when the model's input size is dynamic"
     )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="inference sessions run side by side, each with `threads` threads; default: 1 on a GPU,"
+        " on a CPU every core but one, at most 4 (one thread each)",
+    )
     max_batch: int = Field(
         8, ge=1, description="most frames inferred at once when the model's batch axis is dynamic"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -12,6 +13,7 @@ import numpy as np
 
 from streamd.config import CameraConfig, Config, redact_url
 from streamd.detect import Detector
+from streamd.detect.session import default_threads
 from streamd.errors import ConfigError
 from streamd.log import get_logger
 from streamd.sinks import SinkRunner, build_sinks
@@ -29,13 +31,37 @@ class Joinable(Protocol):
     def join(self, timeout: float) -> bool: ...
 
 
-def load_detectors(config: Config) -> dict[str, Detector]:
-    """Load every model that a camera uses (ModelError when one does not load or fit)."""
+def default_workers(provider: str) -> int:
+    """Inference sessions per model when the config sets none.
+
+    One on a GPU (batching fills it). On a CPU, one per core up to 4: a small model
+    runs faster as single-threaded sessions side by side than as one session spread
+    over the cores. Measured on 2 cores (bench/results/2026-11-22-cpu-ab-workers.txt):
+    8 cameras x 25 fps, 68.8 fps processed with 2 sessions against 44.9 with one;
+    4 cameras x 10 fps, p99 latency 66 ms against 90 ms.
+    """
+    if provider != "CPUExecutionProvider":
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def load_detectors(config: Config, one_each: bool = False) -> dict[str, list[Detector]]:
+    """Load the sessions of every model a camera uses (ModelError when one does not load or fit).
+
+    ``one_each`` loads a single session per model, enough to check the configuration.
+    """
     used = {c.model for c in config.cameras.values() if c.enabled}
-    detectors = {}
-    for name, model in config.daemon.models.items():
-        if name in used:
-            detectors[name] = Detector.from_config(name, model)
+    detectors: dict[str, list[Detector]] = {}
+    for name, configured in config.daemon.models.items():
+        if name not in used:
+            continue
+        first = Detector.from_config(name, configured)
+        count = 1 if one_each else (configured.workers or default_workers(first.provider))
+        model = configured
+        if count > 1 and configured.threads is None:  # share the cores between the sessions
+            model = configured.model_copy(update={"threads": default_threads(count)})
+            first = Detector.from_config(name, model)
+        detectors[name] = [first, *(Detector.from_config(name, model) for _ in range(count - 1))]
     return detectors
 
 
@@ -58,23 +84,27 @@ def class_filter(camera: CameraConfig, detector: Detector, file: str) -> np.ndar
 class Daemon:
     """Every camera, worker and sink of one configuration."""
 
-    def __init__(self, config: Config, detectors: dict[str, Detector], sinks: dict[str, SinkRunner]) -> None:
+    def __init__(
+        self, config: Config, detectors: dict[str, list[Detector]], sinks: dict[str, SinkRunner]
+    ) -> None:
         self.config = config
         self.sinks = list(sinks.values())
-        self.workers: dict[str, InferenceWorker] = {}
+        self.workers: dict[str, list[InferenceWorker]] = {}
         self.cameras: dict[str, Camera] = {}
         boards: dict[str, FrameBoard[Frame]] = {}
         problems: list[str] = []
         routes = []
         for name, detector in detectors.items():
             boards[name] = FrameBoard()
-            self.workers[name] = InferenceWorker(detector, boards[name], self._publish)
+            self.workers[name] = [
+                InferenceWorker(d, boards[name], self._publish, index=i) for i, d in enumerate(detector)
+            ]
         for camera_id, camera_cfg in config.cameras.items():
             if not camera_cfg.enabled:
                 continue
             file = str(config.camera_files[camera_id])
             try:
-                classes = class_filter(camera_cfg, detectors[camera_cfg.model], file)
+                classes = class_filter(camera_cfg, detectors[camera_cfg.model][0], file)
             except ConfigError as exc:
                 problems.extend(exc.problems)
                 continue
@@ -84,7 +114,8 @@ class Daemon:
         if problems:
             raise ConfigError(problems)
         for model, route in routes:
-            self.workers[model].add_camera(route)
+            for worker in self.workers[model]:
+                worker.add_camera(route)  # one route (one tracker) shared: the board serialises a camera
 
     @staticmethod
     def _make_camera(camera_cfg: CameraConfig, board: FrameBoard[Frame]) -> Camera:
@@ -111,14 +142,15 @@ class Daemon:
         """Start sinks, workers and cameras; returns at once (cameras connect on their own)."""
         for sink in self.sinks:
             sink.start()
-        for worker in self.workers.values():
-            worker.start()
+        for workers in self.workers.values():
+            for worker in workers:
+                worker.start()
         for camera in self.cameras.values():
             camera.start()
         _log.info(
             "streamd started",
             cameras=len(self.cameras),
-            models={name: w.detector.provider for name, w in self.workers.items()},
+            models={name: f"{w[0].detector.provider} x{len(w)}" for name, w in self.workers.items()},
             zmq=self.config.daemon.zmq.endpoint,
         )
 
@@ -127,13 +159,14 @@ class Daemon:
         deadline = time.monotonic() + timeout
         for camera in self.cameras.values():
             camera.stop()
-        for worker in self.workers.values():
-            worker.stop()
+        for workers in self.workers.values():
+            for worker in workers:
+                worker.stop()
         for sink in self.sinks:
             sink.stop()
         stuck = []
         parts: list[tuple[str, Joinable]] = [
-            *((f"worker-{n}", w) for n, w in self.workers.items()),
+            *((f"worker-{n}-{i}", w) for n, ws in self.workers.items() for i, w in enumerate(ws)),
             *((f"sink-{s.name}", s) for s in self.sinks),
             *((f"camera-{c.id}", c) for c in self.cameras.values()),
         ]

@@ -3,7 +3,9 @@
 There is no queue. Each camera owns one slot that holds its newest decoded frame;
 a frame overwritten before the worker took it is counted as dropped. The worker
 takes the newest unseen frame of several cameras at once, round-robin, so a busy
-camera cannot starve the others.
+camera cannot starve the others. Several workers may share a board: a camera
+whose frame is being processed is skipped until that worker releases it, so each
+camera's frames are tracked one at a time and in order.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class FrameBoard(Generic[T]):
         self._slots: dict[str, Slot[T]] = {}
         self._order: list[str] = []
         self._next = 0
+        self._busy: set[str] = set()
 
     def add(self, key: str, on_drop: Callable[[], None]) -> Slot[T]:
         """Create the slot of a camera."""
@@ -80,6 +83,7 @@ class FrameBoard(Generic[T]):
         """Drop a camera's slot; an unseen frame in it is discarded."""
         with self.cond:
             self._slots.pop(key, None)
+            self._busy.discard(key)
             if key in self._order:
                 self._order.remove(key)
             self._next = 0
@@ -111,8 +115,16 @@ class FrameBoard(Generic[T]):
             self.cond.notify_all()  # wake replay sources waiting for their slot to empty
             return taken
 
+    def release(self, keys: list[str]) -> None:
+        """Let the board hand out these cameras' frames again (their taken frames are done)."""
+        with self.cond:
+            self._busy.difference_update(keys)
+            self.cond.notify_all()
+
     def _ready_count(self) -> int:
-        return sum(1 for slot in self._slots.values() if slot.entry.item is not None)
+        return sum(
+            1 for key, slot in self._slots.items() if slot.entry.item is not None and key not in self._busy
+        )
 
     def _take_ready(self, max_items: int) -> list[T]:
         n = len(self._order)
@@ -120,10 +132,11 @@ class FrameBoard(Generic[T]):
         for i in range(n):
             key = self._order[(self._next + i) % n]
             entry = self._slots[key].entry
-            if entry.item is None:
+            if entry.item is None or key in self._busy:
                 continue
             taken.append(entry.item)
             entry.item = None
+            self._busy.add(key)
             if len(taken) == max_items:
                 self._next = (self._next + i + 1) % n
                 return taken

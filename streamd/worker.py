@@ -70,6 +70,7 @@ class InferenceWorker:
         board: FrameBoard[Frame],
         publish: Callable[[FrameResult], None],
         idle_wait_s: float = 0.25,
+        index: int = 0,
     ) -> None:
         self.detector = detector
         self.board = board
@@ -78,14 +79,23 @@ class InferenceWorker:
         self._idle_wait = idle_wait_s
         self._stop = threading.Event()
         self._handover: queue.Queue[_Batch] = queue.Queue(maxsize=1)
-        self._log = get_logger(model=detector.name)
+        self._log = get_logger(model=detector.name, worker=index)
+        suffix = f"-{index}" if index else ""
         self._threads = (
             [
-                threading.Thread(target=self._prepare_loop, name=f"prep-{detector.name}", daemon=True),
-                threading.Thread(target=self._infer_loop, name=f"worker-{detector.name}", daemon=True),
+                threading.Thread(
+                    target=self._prepare_loop, name=f"prep-{detector.name}{suffix}", daemon=True
+                ),
+                threading.Thread(
+                    target=self._infer_loop, name=f"worker-{detector.name}{suffix}", daemon=True
+                ),
             ]
             if detector.pipeline
-            else [threading.Thread(target=self._serial_loop, name=f"worker-{detector.name}", daemon=True)]
+            else [
+                threading.Thread(
+                    target=self._serial_loop, name=f"worker-{detector.name}{suffix}", daemon=True
+                )
+            ]
         )
         self._progress = [time.monotonic(), time.monotonic()]  # prep, infer
         self.errors = 0
@@ -133,6 +143,7 @@ class InferenceWorker:
         except Exception as exc:
             self.errors += 1
             self._log.exception("preprocessing failed", cameras=[f.camera for f in frames], error=repr(exc))
+            self.board.release([f.camera for f in frames])
             return None
         return _Batch(frames, prepared, t_take, time.monotonic())
 
@@ -169,6 +180,12 @@ class InferenceWorker:
 
     def process(self, batch: _Batch) -> None:
         """Infer, track and publish one batch; a failure is logged with its cameras and counted."""
+        try:
+            self._process(batch)
+        finally:
+            self.board.release([f.camera for f in batch.frames])
+
+    def _process(self, batch: _Batch) -> None:
         t_start = time.monotonic()
         try:
             detections = self.detector.infer(batch.prepared)

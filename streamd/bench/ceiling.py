@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import av
@@ -23,29 +24,46 @@ def _first_frame(video: str) -> np.ndarray:
     raise ValueError(f"{video}: no frames")
 
 
-def model_ceiling(model: ModelConfig, video: str, batch: int, seconds: float) -> dict[str, float]:
-    """Frames per second of the bare session on a ready input tensor (no decode, no pre/post)."""
-    detector = Detector.from_config("ceiling", model)
-    batch = max(1, min(batch, detector.max_batch))
-    canvas, _ = letterbox(_first_frame(video), detector.input_hw, detector.family.center)
+def model_ceiling(
+    model: ModelConfig, video: str, batch: int, seconds: float, workers: int = 1
+) -> dict[str, float]:
+    """Frames per second of the bare sessions on a ready input tensor (no decode, no pre/post).
+
+    With several workers, that many sessions run side by side, as the daemon runs them.
+    """
+    detectors = [Detector.from_config("ceiling", model) for _ in range(workers)]
+    first = detectors[0]
+    batch = max(1, min(batch, first.max_batch))
+    canvas, _ = letterbox(_first_frame(video), first.input_hw, first.family.center)
     blob = cv2.dnn.blobFromImages(
-        [canvas] * batch, scalefactor=detector.family.scale, swapRB=detector.family.rgb, crop=False
+        [canvas] * batch, scalefactor=first.family.scale, swapRB=first.family.rgb, crop=False
     )
-    session, feed = detector._session, {detector._input_name: blob}
-    for _ in range(3):
-        session.run(None, feed)
-    runs: list[float] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and len(runs) < 100_000:
-        t0 = time.perf_counter()
-        session.run(None, feed)
-        runs.append(time.perf_counter() - t0)
-    total = sum(runs)
+    runs: list[list[float]] = [[] for _ in detectors]
+    start_at = threading.Barrier(len(detectors))
+
+    def loop(detector: Detector, out: list[float]) -> None:
+        session, feed = detector._session, {detector._input_name: blob}
+        for _ in range(3):
+            session.run(None, feed)
+        start_at.wait()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and len(out) < 100_000:
+            t0 = time.perf_counter()
+            session.run(None, feed)
+            out.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=loop, args=(d, r)) for d, r in zip(detectors, runs, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [x for r in runs for x in r]
     return {
-        "fps": round(len(runs) * batch / total, 2),
+        "fps": round(sum(len(r) * batch / sum(r) for r in runs if r), 2),
         "batch": batch,
-        "latency_ms_p50": round(float(np.median(runs)) * 1000, 2),
-        "provider": detector.provider,  # type: ignore[dict-item]
+        "workers": workers,
+        "latency_ms_p50": round(float(np.median(every)) * 1000, 2),
+        "provider": first.provider,  # type: ignore[dict-item]
     }
 
 

@@ -25,7 +25,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"machine: {report['machine']['cores']} cores, {report['machine']['cpu']}"
         + (f", {report['machine']['gpu']}" if report["machine"].get("gpu") else ""),
         f"ceiling: model-only {ceiling['fps']:.1f} fps "
-        f"(batch {ceiling['batch']}, {ceiling['latency_ms_p50']:.1f} ms), "
+        f"({ceiling.get('workers', 1)} session(s), batch {ceiling['batch']}, "
+        f"{ceiling['latency_ms_p50']:.1f} ms), "
         f"decode-only {ceiling['decode_fps']:.0f} fps ({ceiling['decode_bgr_fps']:.0f} with BGR conversion)",
         "",
         f"{'camera':<8}{'offered':>9}{'processed':>11}{'dropped':>9}{'p50':>6}{'p95':>6}{'p99':>6}{'max':>6}"

@@ -27,6 +27,8 @@ from streamd.bench.ceiling import decode_ceiling, model_ceiling
 from streamd.bench.stats import Received, camera_report, timeline, total_report
 from streamd.client import Subscriber
 from streamd.config import ModelConfig
+from streamd.daemon import default_workers
+from streamd.detect.session import default_threads
 
 __all__ = ["BenchOptions", "machine_info", "run_bench"]
 
@@ -48,6 +50,7 @@ class BenchOptions:
     source: str  # "rtsp" or "file"
     max_batch: int
     threads: int | None
+    workers: int | None
     pipeline: str
     ceiling_s: float
     command: str
@@ -152,6 +155,8 @@ def _write_config(opts: BenchOptions, root: Path, rtsp_port: int, zmq_port: int)
     }
     if opts.threads:
         model["threads"] = opts.threads
+    if opts.workers:
+        model["workers"] = opts.workers
     daemon = {
         "models": {"default": model},
         "state_dir": str(root / "state"),
@@ -310,8 +315,14 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         threads=opts.threads,
     )
     say(f"measuring the model-only ceiling ({opts.ceiling_s:g} s)")
+    workers = opts.workers or 1
+    if opts.workers is None:  # what the daemon will choose
+        probe = model_ceiling(model_cfg, str(opts.video), batch=1, seconds=0.1)
+        workers = default_workers(str(probe["provider"]))
+    if workers > 1 and opts.threads is None:
+        model_cfg = model_cfg.model_copy(update={"threads": default_threads(workers)})
     ceiling: dict[str, Any] = model_ceiling(
-        model_cfg, str(opts.video), batch=opts.cameras, seconds=opts.ceiling_s
+        model_cfg, str(opts.video), batch=opts.cameras, seconds=opts.ceiling_s, workers=workers
     )
     say(f"measuring the decode-only ceiling ({opts.ceiling_s:g} s)")
     ceiling.update(decode_ceiling(str(opts.video), seconds=opts.ceiling_s))

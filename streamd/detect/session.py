@@ -21,15 +21,16 @@ _NAMES = {
 }
 
 
-def default_threads() -> int:
-    """CPU inference threads when the config sets none: every core but one, at most 8.
+def default_threads(workers: int = 1) -> int:
+    """CPU inference threads per session when the config sets none.
 
-    The spare core decodes the cameras. Measured on 2 cores with 8 cameras x 25 fps
-    (median of 3 runs): 1 thread processed 41.0 fps at 33.7 ms CPU a frame, 2 threads
-    37.1 fps at 41.4 ms, the decoders and inference threads preempting each other.
-    Small detectors gain little beyond 8 threads.
+    Every core but one (the decoders'), shared between the sessions, at least one and
+    at most 8 (small detectors gain little beyond). Measured on 2 cores with 8 cameras
+    x 25 fps and one session (median of 3 runs): 1 thread processed 41.0 fps at 33.7 ms
+    CPU a frame, 2 threads 37.1 fps at 41.4 ms, the decoders and the inference threads
+    preempting each other (bench/results/2026-11-22-cpu-ab-threads-pipeline.txt).
     """
-    return max(1, min((os.cpu_count() or 1) - 1, 8))
+    return max(1, min(((os.cpu_count() or 1) - 1) // workers, 8))
 
 
 @lru_cache(maxsize=1)

@@ -30,6 +30,11 @@ def test_check_config_accepts_the_example_configuration():
     done = streamd("check-config", "--config", "configs/streamd.yaml")
     assert done.returncode == 0, done.stderr
     assert "entrance: rtsp rtsp://viewer:***@" in done.stdout  # password never printed
+    assert "sink broker: mqtt 127.0.0.1:1883 qos=1, at_least_once, cameras: entrance" in done.stdout
+    assert (
+        "sink alerts: webhook https://hooks.example.com/streamd, at_most_once, cameras: entrance"
+        in done.stdout
+    )
     assert "s3cret" not in done.stdout + done.stderr
 
 

@@ -38,10 +38,17 @@ def test_a_stalled_webhook_does_not_slow_any_camera_on_zeromq(tmp_path):
         collect(sub, 30, until=lambda got: {m.camera for m in got} == {"a", "b"})
         assert wait_for(lambda: hook.received, 10)  # the first request is now stuck for a minute
         messages = collect(sub, 10.0)
+        statuses = [e for e in daemon.logs() if e.get("event") == "sink status" and e.get("sink") == "hook"]
     finally:
         code, _ = daemon.stop()
         sub.close()
         hook.stop()
+    last = statuses[-1]  # per-sink counters and depth, logged every stats interval
+    assert last["delivered"] == 0
+    assert last["accepted"] >= 150
+    assert last["outbox"] >= 150
+    assert last["depth"] >= 150
+    assert last["dropped"] == 0
     for camera in ("a", "b"):
         count = sum(m.camera == camera for m in messages)
         assert 90 <= count <= 110, (camera, count)  # 10 s at 10 fps: unchanged

@@ -225,10 +225,11 @@ def mqtt_runner(tmp_path, port: int, delivery: str = "at_least_once", **options)
     return runner
 
 
-def test_mqtt_at_least_once_survives_a_broker_outage(tmp_path):
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_mqtt_at_least_once_survives_a_broker_outage(tmp_path, protocol):
     broker = Mosquitto(tmp_path / "broker").start()
     sub = Subscriber(broker.port)
-    runner = mqtt_runner(tmp_path, broker.port)
+    runner = mqtt_runner(tmp_path, broker.port, protocol=protocol)
     runner.start()
     try:
         assert wait_for(lambda: sub.retained.get("streamd/streamd-test/available") == b"online", 10)

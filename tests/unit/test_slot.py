@@ -33,7 +33,9 @@ def test_take_serves_cameras_round_robin():
     for i in range(6):
         for key in "abc":
             board._slots[key].put(f"{key}{i}")
-        served.append(board.take(1, timeout=0)[0][0])
+        (taken,) = board.take(1, timeout=0)
+        served.append(taken[0])
+        board.release([taken[0]])  # the worker is done with it
     assert served == ["a", "b", "c", "a", "b", "c"]
 
 
@@ -63,6 +65,7 @@ def test_replay_put_waits_until_the_previous_frame_is_taken():
     time.sleep(0.2)
     assert second.is_alive()  # blocked: f0 not taken yet
     assert board.take(1, timeout=1) == ["f0"]
+    board.release(["a"])
     second.join(2)
     assert board.take(1, timeout=1) == ["f1"]
     assert drops["a"] == []
@@ -91,3 +94,15 @@ def test_fill_wait_gives_up_after_its_deadline_with_what_it_has():
     start = time.monotonic()
     assert board.take(8, timeout=1, fill_wait=0.1) == ["a0"]
     assert time.monotonic() - start < 1
+
+
+def test_a_camera_in_flight_is_not_handed_to_a_second_worker_until_released():
+    board, _ = make_board("a", "b")
+    board._slots["a"].put("a0")
+    assert board.take(1, timeout=0) == ["a0"]
+    board._slots["a"].put("a1")  # arrives while a0 is still being processed
+    board._slots["b"].put("b0")
+    assert board.take(2, timeout=0) == ["b0"]  # a1 waits: frames of a camera are tracked in order
+    assert board.take(2, timeout=0) == []
+    board.release(["a"])
+    assert board.take(2, timeout=0) == ["a1"]
