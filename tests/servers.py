@@ -19,7 +19,13 @@ from tests.helpers import free_port
 class Mosquitto:
     """Debian's mosquitto on a free port, with persistence; optionally TLS and a password file."""
 
-    def __init__(self, root: Path, tls: dict[str, Path] | None = None, users: dict[str, str] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        tls: dict[str, Path] | None = None,
+        users: dict[str, str] | None = None,
+        require_client_cert: bool = False,
+    ):
         self.root = root
         self.port = free_port()
         self.tls = tls
@@ -44,6 +50,8 @@ class Mosquitto:
             lines.append("allow_anonymous true")
         if tls:
             lines += [f"cafile {tls['ca']}", f"certfile {tls['cert']}", f"keyfile {tls['key']}"]
+            if require_client_cert:
+                lines += ["require_certificate true"]
         self.conf = root / "mosquitto.conf"
         self.conf.write_text("\n".join(lines) + "\n")
 

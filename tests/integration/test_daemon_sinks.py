@@ -102,7 +102,7 @@ def test_mqtt_subscriber_gets_every_message_through_a_broker_restart(tmp_path):
     mqtt_sub = MqttSubscriber(broker.port)
     port = free_port()
     config = write_config(tmp_path / "cfg", {"door": {"url": str(VIDEO), "sinks": ["broker"]}}, port)
-    sinks = {"broker": {"type": "mqtt", "host": "127.0.0.1", "port": broker.port, "qos": 1,
+    sinks = {"broker": {"type": "mqtt", "host": "127.0.0.1", "port": broker.port, "qos": 1, "keepalive_s": 5,
                         "delivery": "at_least_once", "client_id": "streamd-e2e",
                         "retry": {"initial_s": 0.5, "max_s": 1.0}}}  # fmt: skip
     add_sinks(config, sinks)
@@ -113,14 +113,17 @@ def test_mqtt_subscriber_gets_every_message_through_a_broker_restart(tmp_path):
         time.sleep(4)  # about 40 messages wait in the outbox
         broker.start()
         assert wait_for(lambda: len(mqtt_sub.got) >= 100, 40)
+        assert mqtt_sub.retained.get("streamd/streamd-e2e/available") == b"online"
+        code, _ = daemon.stop(signal.SIGKILL)  # vanishes: the broker publishes the last will
+        assert wait_for(lambda: mqtt_sub.retained.get("streamd/streamd-e2e/available") == b"offline", 15)
     finally:
-        code, _ = daemon.stop()
+        daemon.stop()
         mqtt_sub.close()
         broker.stop()
     seqs = sorted({s for camera, s in mqtt_sub.got if camera == "door"})
     missing = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
     assert missing == []
-    assert code == 0
+    assert code == -signal.SIGKILL
 
 
 def test_the_documented_webhook_receiver_accepts_signed_messages_and_rejects_forged_ones(tmp_path):

@@ -225,11 +225,11 @@ def mqtt_runner(tmp_path, port: int, delivery: str = "at_least_once", **options)
     return runner
 
 
-@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
-def test_mqtt_at_least_once_survives_a_broker_outage(tmp_path, protocol):
+@pytest.mark.parametrize(("protocol", "qos"), [("5", 1), ("3.1.1", 2)])
+def test_mqtt_at_least_once_survives_a_broker_outage(tmp_path, protocol, qos):
     broker = Mosquitto(tmp_path / "broker").start()
     sub = Subscriber(broker.port)
-    runner = mqtt_runner(tmp_path, broker.port, protocol=protocol)
+    runner = mqtt_runner(tmp_path, broker.port, protocol=protocol, qos=qos)
     runner.start()
     try:
         assert wait_for(lambda: sub.retained.get("streamd/streamd-test/available") == b"online", 10)
@@ -302,3 +302,36 @@ def test_mqtt_with_tls_and_a_password(tmp_path, monkeypatch):
     assert bad.stats.outbox == 1  # kept for when the credentials are fixed
     log = (tmp_path / "broker" / "mosquitto.log").read_text()
     assert "pa55" not in log
+
+
+def test_mqtt_with_a_client_certificate(tmp_path):
+    certs = make_certs(tmp_path / "certs")
+    broker = Mosquitto(tmp_path / "broker", tls=certs, require_client_cert=True).start()
+    sub_client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="cert-sub")
+    got: list[bytes] = []
+    sub_client.tls_set(
+        ca_certs=str(certs["ca"]), certfile=str(certs["client_cert"]), keyfile=str(certs["client_key"])
+    )
+    sub_client.on_connect = lambda c, *_: c.subscribe("streamd/+/frames", 1)
+    sub_client.on_message = lambda _c, _u, m: got.append(m.payload)
+    sub_client.connect("127.0.0.1", broker.port)
+    sub_client.loop_start()
+    tls = {"ca": str(certs["ca"]), "cert": str(certs["client_cert"]), "key": str(certs["client_key"])}
+    with_cert = mqtt_runner(tmp_path / "a", broker.port, tls=tls)
+    without = mqtt_runner(tmp_path / "b", broker.port, tls={"ca": str(certs["ca"])}, client_id="no-cert")
+    with_cert.start()
+    without.start()
+    try:
+        with_cert.offer(result(1))
+        without.offer(result(2))
+        assert wait_for(lambda: len(got) >= 1, 10)
+        time.sleep(1.0)
+    finally:
+        for r in (with_cert, without):
+            r.stop()
+            r.join(5)
+        sub_client.disconnect()
+        sub_client.loop_stop()
+        broker.stop()
+    assert [json.loads(p)["seq"] for p in got] == [1]
+    assert without.stats.delivered == 0
