@@ -183,7 +183,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         workers=args.workers,
         pipeline=args.pipeline,
         ceiling_s=args.ceiling_seconds,
-        command="streamd bench " + shlex.join(sys.argv[2:] if argv_is_bench() else []),
+        command="streamd " + shlex.join(sys.argv[1:]),
     )
     report = run_bench(opts, progress=lambda msg: print(f"# {msg}", file=sys.stderr, flush=True))
     if args.json:
@@ -192,10 +192,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         plot(report, Path(args.plot))
     print(format_table(report))
     return 0
-
-
-def argv_is_bench() -> bool:
-    return len(sys.argv) > 1 and sys.argv[1] == "bench"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,11 +53,6 @@ class Slot(Generic[T]):
             self.entry.t_put = time.monotonic()
             cond.notify_all()
 
-    def clear(self) -> None:
-        """Forget an unseen frame without counting it (the camera is going away)."""
-        with self._board.cond:
-            self.entry.item = None
-
 
 class FrameBoard(Generic[T]):
     """The slots of every camera served by one worker."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import zmq
 
 from streamd.config import ZmqConfig
+from streamd.message import topic
 from streamd.sinks.base import Item
 
 __all__ = ["ZmqTransport"]
@@ -29,7 +30,7 @@ class ZmqTransport:
     def send(self, items: list[Item]) -> None:
         for item in items:
             # NOBLOCK: at the high-water mark PUB drops rather than blocks; it never raises Again.
-            self._socket.send_multipart([f"streamd/{item.camera}".encode(), item.payload], flags=zmq.NOBLOCK)
+            self._socket.send_multipart([topic(item.camera), item.payload], flags=zmq.NOBLOCK)
 
     def close(self) -> None:
         self._socket.close(linger=0)

@@ -45,14 +45,23 @@ def start(tmp_path: Path, cameras: dict[str, dict]) -> tuple[Daemon, Subscriber,
     return Daemon(config), sub, port
 
 
-def test_people_are_detected_and_keep_their_track_id(tmp_path, rtsp_camera):
-    daemon, sub, _ = start(tmp_path, {"entrance": {"url": rtsp_camera.url, "classes": ["person", "car"]}})
+def run_until(
+    tmp_path: Path, cameras: dict[str, dict], count: int, seconds: float
+) -> tuple[list[FrameMessage], int]:
+    """Run the daemon until ``count`` messages arrived (or ``seconds`` passed); the messages and its exit code."""
+    daemon, sub, _ = start(tmp_path, cameras)
     try:
-        messages = collect(sub, 30, until=lambda got: len(got) >= 60)
+        messages = collect(sub, seconds, until=lambda got: len(got) >= count)
     finally:
         code, _ = daemon.stop()
         sub.close()
-    assert len(messages) >= 60, daemon.log_path.read_text()[-2000:]
+    assert len(messages) >= count, daemon.log_path.read_text()[-2000:]
+    return messages, code
+
+
+def test_people_are_detected_and_keep_their_track_id(tmp_path, rtsp_camera):
+    cameras = {"entrance": {"url": rtsp_camera.url, "classes": ["person", "car"]}}
+    messages, code = run_until(tmp_path, cameras, count=60, seconds=30)
     schema = load_schema()
     for msg in messages[:5]:
         jsonschema.validate(msg.raw, schema)
@@ -84,6 +93,7 @@ def test_killed_camera_reconnects_once_its_server_is_back(tmp_path, rtsp_servers
         back_at = time.time()
         after = collect(sub, 20, until=lambda got: len(got) >= 5)
         resumed_s = time.time() - back_at
+        assert wait_for(lambda: (daemon.status("yard") or {}).get("reconnects", 0) >= 1, 5)
     finally:
         code, _ = daemon.stop()
         sub.close()
@@ -92,7 +102,6 @@ def test_killed_camera_reconnects_once_its_server_is_back(tmp_path, rtsp_servers
     )
     assert len(after) >= 5, daemon.log_path.read_text()[-2000:]
     assert after[0].seq > before[-1].seq  # seq is kept across reconnects
-    assert daemon.status("yard") is None or daemon.status("yard")["reconnects"] >= 1
     assert noticed_s < 3.0
     assert code == 0
 
@@ -226,12 +235,7 @@ def test_sigint_stops_cleanly(tmp_path, rtsp_camera):
 
 
 def test_rtsp_over_udp(tmp_path, rtsp_camera):
-    daemon, sub, _ = start(tmp_path, {"udp": {"url": rtsp_camera.url, "source": {"rtsp_transport": "udp"}}})
-    try:
-        messages = collect(sub, 25, until=lambda got: len(got) >= 20)
-    finally:
-        code, _ = daemon.stop()
-        sub.close()
-    assert len(messages) >= 20, daemon.log_path.read_text()[-2000:]
+    cameras = {"udp": {"url": rtsp_camera.url, "source": {"rtsp_transport": "udp"}}}
+    messages, code = run_until(tmp_path, cameras, count=20, seconds=25)
     assert any(d.class_name == "person" for m in messages for d in m.detections)
     assert code == 0
