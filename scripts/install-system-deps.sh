@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# Debian/Ubuntu packages that streamd's tests and demo need (run as root).
-#   - gst-rtsp-server + plugins: the loopback RTSP camera used by tests, demo and bench
-#   - mosquitto: the real MQTT broker the sink tests talk to
-#   - python3-venv: the project's virtualenv
+# Debian/Ubuntu packages that streamd needs (run as root).
+#   usage: install-system-deps.sh [runtime|all]   (default: all)
+# runtime, what the daemon itself uses (make install):
+#   - python3-venv: the virtualenv; python3-gi + GStreamer: cameras with a `source.pipeline`
+# all, what the tests, demo and benchmarks add:
+#   - gst-rtsp-server: the loopback RTSP camera; mosquitto: the real MQTT broker
+#   - systemd: systemd-analyze verifies the unit files
 # Safe to run again: apt-get skips what is installed.
 set -euo pipefail
 
 packages=(
   make python3 python3-venv python3-gi
-  gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-  mosquitto mosquitto-clients openssl
-  systemd
+  gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
 )
+if [ "${1:-all}" = all ]; then
+  packages+=(
+    gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ugly
+    mosquitto mosquitto-clients openssl
+    systemd
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -35,7 +35,7 @@ def _camera_line(config: Config, camera_id: str) -> str:
     cam = config.cameras[camera_id]
     parts = [
         f"{camera_id}:",
-        f"{source_kind(cam.url)} {redact_url(cam.url)}",
+        f"{'gstreamer' if cam.source.pipeline else source_kind(cam.url)} {redact_url(cam.url)}",
         f"model={cam.model}",
         f"fps={'source' if cam.fps is None else f'{cam.fps:g}'}",
         f"classes={'all' if cam.classes is None else ','.join(map(str, cam.classes))}",
@@ -49,7 +49,7 @@ def _camera_line(config: Config, camera_id: str) -> str:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from streamd.daemon import class_filter, load_detectors  # noqa: PLC0415 - loads onnxruntime
+    from streamd.daemon import check_camera, load_detectors  # noqa: PLC0415 - loads onnxruntime
 
     path = _config_path(args.config)
     try:
@@ -59,7 +59,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for cid, cam in config.cameras.items():
             if cam.enabled:
                 try:
-                    class_filter(cam, detectors[cam.model][0], str(config.camera_files[cid]))
+                    check_camera(cam, detectors[cam.model][0], str(config.camera_files[cid]))
                 except StreamdError as exc:
                     problems.extend(getattr(exc, "problems", [str(exc)]))
         if problems:

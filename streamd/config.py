@@ -29,6 +29,7 @@ __all__ = [
     "load_config",
     "redact_url",
     "source_kind",
+    "split_listen",
 ]
 
 DEFAULT_CONFIG = Path("/etc/streamd/streamd.yaml")
@@ -224,6 +225,34 @@ class LogConfig(_Strict):
     )
 
 
+class HttpConfig(_Strict):
+    """The HTTP server for health, metrics and status (read-only)."""
+
+    listen: str | None = Field(
+        "127.0.0.1:9771",
+        description="HOST:PORT to listen on ([::1]:PORT for IPv6); loopback by default; null turns it off",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
+        return value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` as (host, port); ValueError naming what was expected."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", value)
+    if not match:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9771 or [::1]:9771")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range")
+    return host, port
+
+
 class DaemonConfig(_Strict):
     """The daemon's file, ``streamd.yaml``."""
 
@@ -245,6 +274,12 @@ class DaemonConfig(_Strict):
 
     shutdown_timeout_s: PositiveSeconds = Field(
         4.0, description="how long stopping may take before threads are abandoned"
+    )
+    http: HttpConfig = Field(default_factory=HttpConfig, description="health, metrics and status endpoints")
+    stall_timeout_s: PositiveSeconds = Field(
+        10.0,
+        description="an inference worker, or a camera thread past its own timeouts, that makes no progress"
+        " this long is stuck: systemd's watchdog then restarts streamd",
     )
 
 
@@ -280,6 +315,20 @@ class SourceConfig(_Strict):
     options: dict[str, str] = Field(
         default_factory=dict, description="extra FFmpeg demuxer options, passed as given"
     )
+    pipeline: str | None = Field(
+        None,
+        description="read through this GStreamer pipeline instead of FFmpeg (Jetson hardware decoding);"
+        " it ends in an appsink, {url} stands for the camera's url",
+    )
+
+    @field_validator("pipeline")
+    @classmethod
+    def _ends_in_appsink(cls, value: str | None) -> str | None:
+        if value is not None and not re.search(r"!\s*appsink\b[^!]*$", value):
+            raise ValueError(
+                "expected a GStreamer pipeline ending in '! appsink' (e.g. ... ! appsink name=streamd)"
+            )
+        return value
 
 
 class TrackerConfig(_Strict):
@@ -473,7 +522,7 @@ def _load_camera(file: Path, daemon: DaemonConfig) -> CameraConfig:
     if camera.model not in daemon.models:
         known = ", ".join(sorted(daemon.models))
         problems.append(f"{file}: model: no model named {camera.model!r} in streamd.yaml (known: {known})")
-    if source_kind(camera.url) == "file":
+    if source_kind(camera.url) == "file" and camera.source.pipeline is None:
         url_path = Path(camera.url.removeprefix("file://"))
         resolved = _resolve(file.parent, url_path)
         if not resolved.is_file():

@@ -7,22 +7,26 @@ import signal
 import threading
 import time
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from streamd.config import CameraConfig, Config, redact_url
+from streamd import __version__
+from streamd.config import CameraConfig, Config, DaemonConfig, load_config, redact_url
 from streamd.detect import Detector
 from streamd.detect.session import default_threads
-from streamd.errors import ConfigError
-from streamd.log import get_logger
+from streamd.errors import ConfigError, StreamdError
+from streamd.httpapi import StatusServer
+from streamd.log import configure_logging, get_logger
+from streamd.metrics import Metrics, Sources
+from streamd.notify import Notifier, Watchdog, watchdog_interval
 from streamd.sinks import SinkRunner, build_sinks
 from streamd.slot import FrameBoard
 from streamd.sources import Camera, CameraState
 from streamd.types import Frame, FrameResult
 from streamd.worker import CameraRoute, InferenceWorker
 
-__all__ = ["Daemon", "class_filter", "load_detectors"]
+__all__ = ["Daemon", "check_camera", "class_filter", "load_detectors"]
 
 _log = get_logger()
 
@@ -81,44 +85,73 @@ def class_filter(camera: CameraConfig, detector: Detector, file: str) -> np.ndar
     return np.array(sorted(set(ids)), dtype=np.int64)
 
 
+def check_camera(camera: CameraConfig, detector: Detector, file: str) -> np.ndarray | None:
+    """Everything about a camera that needs its model or GStreamer; its class filter, or ConfigError."""
+    classes = class_filter(camera, detector, file)
+    if camera.source.pipeline is not None:
+        from streamd.sources.gst import check_pipeline  # noqa: PLC0415 - PyGObject only when used
+
+        check_pipeline(camera, file)
+    return classes
+
+
 class Daemon:
-    """Every camera, worker and sink of one configuration."""
+    """Every camera, worker and sink of one configuration, and the ways to watch and reload them."""
 
     def __init__(
         self, config: Config, detectors: dict[str, list[Detector]], sinks: dict[str, SinkRunner]
     ) -> None:
         self.config = config
         self.sinks = list(sinks.values())
+        self._sinks_by_name = sinks
         self.workers: dict[str, list[InferenceWorker]] = {}
         self.cameras: dict[str, Camera] = {}
-        boards: dict[str, FrameBoard[Frame]] = {}
-        problems: list[str] = []
-        routes = []
+        self._boards: dict[str, FrameBoard[Frame]] = {}
+        self.metrics = Metrics(
+            Sources(
+                cameras=lambda: {cid: cam.stats for cid, cam in self.cameras.items()},
+                sinks=lambda: self.sinks,
+                workers=lambda: {(n, i): w for n, ws in self.workers.items() for i, w in enumerate(ws)},
+            )
+        )
+        self.http: StatusServer | None = None
+        self._started = time.monotonic()
+        self._fps_sample = (time.monotonic(), 0)
         for name, detector in detectors.items():
-            boards[name] = FrameBoard()
+            self._boards[name] = FrameBoard()
             self.workers[name] = [
-                InferenceWorker(d, boards[name], self._publish, index=i) for i, d in enumerate(detector)
+                InferenceWorker(d, self._boards[name], self._publish, index=i) for i, d in enumerate(detector)
             ]
+        problems: list[str] = []
         for camera_id, camera_cfg in config.cameras.items():
-            if not camera_cfg.enabled:
-                continue
-            file = str(config.camera_files[camera_id])
-            try:
-                classes = class_filter(camera_cfg, detectors[camera_cfg.model][0], file)
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-                continue
-            camera = self._make_camera(camera_cfg, boards[camera_cfg.model])
-            self.cameras[camera_id] = camera
-            routes.append((camera_cfg.model, CameraRoute(camera_cfg, camera.stats, classes)))
+            if camera_cfg.enabled:
+                try:
+                    self._add_camera(camera_cfg, str(config.camera_files[camera_id]))
+                except ConfigError as exc:
+                    problems.extend(exc.problems)
         if problems:
             raise ConfigError(problems)
-        for model, route in routes:
-            for worker in self.workers[model]:
-                worker.add_camera(route)  # one route (one tracker) shared: the board serialises a camera
 
-    @staticmethod
-    def _make_camera(camera_cfg: CameraConfig, board: FrameBoard[Frame]) -> Camera:
+    @classmethod
+    def from_config(cls, config: Config) -> Daemon:
+        """Load the models, bind the publisher and the HTTP server; fails fast with StreamdError."""
+        detectors = load_detectors(config)
+        daemon = cls(config, detectors, build_sinks(config))
+        listen = config.daemon.http.listen
+        if listen is not None:
+            try:
+                daemon.http = StatusServer(listen, daemon.health, daemon.status, daemon.metrics.registry)
+            except OSError as exc:
+                raise ConfigError([f"{config.path}: http.listen: cannot listen on {listen}: {exc}"]) from exc
+        return daemon
+
+    # --- cameras ----------------------------------------------------------------------------
+
+    def _add_camera(self, camera_cfg: CameraConfig, file: str) -> Camera:
+        """Build a camera and route it to its model's workers and its sinks (not started)."""
+        workers = self.workers[camera_cfg.model]
+        classes = check_camera(camera_cfg, workers[0].detector, file)
+        board = self._boards[camera_cfg.model]
         camera: Camera | None = None
 
         def dropped() -> None:
@@ -126,20 +159,35 @@ class Daemon:
             camera.stats.dropped += 1
 
         camera = Camera(camera_cfg, board.add(camera_cfg.id, dropped))
+        route = CameraRoute(camera_cfg, camera.stats, classes)
+        for worker in workers:
+            worker.add_camera(route)  # one route (one tracker) shared: the board serialises a camera
+        for sink_route in camera_cfg.sink_routes():
+            self._sinks_by_name[sink_route.name].set_filter(camera_cfg.id, sink_route)
+        self.cameras[camera_cfg.id] = camera
         return camera
 
-    @classmethod
-    def from_config(cls, config: Config) -> Daemon:
-        """Load the models and bind the publisher; fails fast with StreamdError."""
-        detectors = load_detectors(config)
-        return cls(config, detectors, build_sinks(config))
+    def _remove_camera(self, camera_id: str) -> Camera:
+        """Stop a camera and unroute it; its thread leaves on its own (within its read timeout)."""
+        camera = self.cameras.pop(camera_id)
+        camera.stop()
+        self._boards[camera.config.model].remove(camera_id)
+        for worker in self.workers[camera.config.model]:
+            worker.remove_camera(camera_id)
+        for sink in self.sinks:
+            sink.remove_camera(camera_id)
+        self.metrics.forget(camera_id)
+        return camera
 
     def _publish(self, result: FrameResult) -> None:
+        self.metrics.observe(result)
         for sink in self.sinks:
             sink.offer(result)
 
+    # --- life cycle -------------------------------------------------------------------------
+
     def start(self) -> None:
-        """Start sinks, workers and cameras; returns at once (cameras connect on their own)."""
+        """Start sinks, workers, cameras and the HTTP server; returns at once (cameras connect later)."""
         for sink in self.sinks:
             sink.start()
         for workers in self.workers.values():
@@ -147,16 +195,22 @@ class Daemon:
                 worker.start()
         for camera in self.cameras.values():
             camera.start()
+        if self.http is not None:
+            self.http.start()
         _log.info(
             "streamd started",
+            version=__version__,
             cameras=len(self.cameras),
             models={name: f"{w[0].detector.provider} x{len(w)}" for name, w in self.workers.items()},
             zmq=self.config.daemon.zmq.endpoint,
+            http=self.http.address if self.http else None,
         )
 
     def stop(self, timeout: float) -> None:
         """Stop everything, joining each thread for at most its share of ``timeout``."""
         deadline = time.monotonic() + timeout
+        if self.http is not None:
+            self.http.stop()
         for camera in self.cameras.values():
             camera.stop()
         for workers in self.workers.values():
@@ -179,6 +233,143 @@ class Daemon:
             _log.warning("threads still busy at shutdown", threads=stuck)
         _log.info("streamd stopped")
 
+    # --- reload -----------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the configuration and apply it camera by camera; False (nothing changed) when invalid.
+
+        Only cameras whose configuration changed are restarted; added ones start and
+        removed ones stop; the others are not touched. Settings of streamd.yaml other
+        than ``log`` take effect at the next restart (a warning names them).
+        """
+        try:
+            new = load_config(self.config.path)
+        except StreamdError as exc:
+            problems = getattr(exc, "problems", None) or [str(exc)]
+            _log.error("reload rejected; the running configuration stays", problems=problems)
+            return False
+        old_cams = {cid: c for cid, c in self.config.cameras.items() if c.enabled}
+        new_cams = {cid: c for cid, c in new.cameras.items() if c.enabled}
+        removed = sorted(old_cams.keys() - new_cams.keys())
+        added = sorted(new_cams.keys() - old_cams.keys())
+        changed = sorted(cid for cid in old_cams.keys() & new_cams.keys() if old_cams[cid] != new_cams[cid])
+        problems = []
+        for cid in added + changed:
+            problems += self._reload_problems(new_cams[cid], str(new.camera_files[cid]))
+        if problems:
+            _log.error("reload rejected; the running configuration stays", problems=problems)
+            return False
+        if new.daemon.log != self.config.daemon.log:
+            configure_logging(new.daemon.log.level, new.daemon.log.format)
+        for cid in removed + changed:
+            self._remove_camera(cid)
+        for cid in added + changed:
+            self._add_camera(new_cams[cid], str(new.camera_files[cid])).start()
+        pending = [
+            key
+            for key in DaemonConfig.model_fields
+            if key != "log" and getattr(new.daemon, key) != getattr(self.config.daemon, key)
+        ]
+        self.config = Config(
+            path=self.config.path,
+            daemon=self.config.daemon.model_copy(update={"log": new.daemon.log}),
+            cameras=new.cameras,
+            camera_files=new.camera_files,
+        )
+        _log.info(
+            "configuration reloaded",
+            added=added,
+            removed=removed,
+            restarted=changed,
+            unchanged=len(new_cams) - len(added) - len(changed),
+        )
+        if pending:
+            _log.warning("streamd.yaml settings changed that apply only at the next restart", keys=pending)
+        return True
+
+    def _reload_problems(self, camera: CameraConfig, file: str) -> list[str]:
+        """Why a camera from a new configuration cannot run in this process."""
+        if camera.model not in self.workers:
+            return [f"{file}: model: model {camera.model!r} is not loaded; restart streamd to load it"]
+        missing = [r.name for r in camera.sink_routes() if r.name not in self._sinks_by_name]
+        if missing:
+            return [f"{file}: sinks: {', '.join(missing)} not running; restart streamd to start new sinks"]
+        try:
+            check_camera(camera, self.workers[camera.model][0].detector, file)
+        except ConfigError as exc:
+            return exc.problems
+        return []
+
+    # --- health and status ------------------------------------------------------------------
+
+    def stuck(self) -> str | None:
+        """Why the pipeline is wedged (a worker or camera thread making no progress), or None."""
+        now = time.monotonic()
+        limit = self.config.daemon.stall_timeout_s
+        for name, workers in self.workers.items():
+            for i, worker in enumerate(workers):
+                idle = now - worker.last_progress
+                if idle > limit:
+                    return f"inference worker {name}-{i} has made no progress for {idle:.0f} s"
+        for cid, camera in self.cameras.items():
+            late = camera.wedged_for(now)
+            if late > limit:
+                return f"camera {cid} thread is {late:.0f} s past its timeouts"
+        return None
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy when every camera streams and nothing is stuck; the body says why not."""
+        now = time.monotonic()
+        stuck = self.stuck()
+        cameras = {
+            cid: {
+                "state": cam.stats.state.value,
+                "since_s": round(now - cam.stats.since, 1),
+                "last_error": cam.stats.last_error,
+            }
+            for cid, cam in self.cameras.items()
+        }
+        ok = stuck is None and all(c["state"] == CameraState.STREAMING.value for c in cameras.values())
+        return ok, {"status": "ok" if ok else "degraded", "stuck": stuck, "cameras": cameras}
+
+    def status(self) -> dict[str, Any]:
+        """Everything ``/v1/cameras`` shows: cameras with their counters, sinks, workers."""
+        now = time.monotonic()
+        cameras = []
+        for cid, counters in self.summary().items():
+            cam = self.cameras[cid]
+            cameras.append(
+                {
+                    "id": cid,
+                    "url": redact_url(cam.config.url),
+                    "model": cam.config.model,
+                    "since_s": round(now - cam.stats.since, 1),
+                    "stream_fps": cam.stats.stream_fps,
+                    **counters,
+                }
+            )
+        return {
+            "version": __version__,
+            "uptime_s": round(now - self._started, 1),
+            "cameras": cameras,
+            "sinks": self.sink_summary(),
+            "workers": {
+                f"{name}-{i}": {"provider": w.detector.provider, "errors": w.errors}
+                for name, ws in self.workers.items()
+                for i, w in enumerate(ws)
+            },
+        }
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS=: cameras streaming and the processed frame rate."""
+        now = time.monotonic()
+        processed = sum(c.stats.processed for c in self.cameras.values())
+        then, before = self._fps_sample
+        self._fps_sample = (now, processed)
+        fps = max(0, processed - before) / (now - then) if now > then else 0.0
+        streaming = sum(1 for c in self.cameras.values() if c.stats.state is CameraState.STREAMING)
+        return f"{streaming}/{len(self.cameras)} cameras streaming, {fps:.1f} fps processed"
+
     def sink_summary(self) -> dict[str, dict[str, object]]:
         """Each sink's counters and queue depth."""
         return {s.name: {**vars(s.stats), "depth": s.depth} for s in self.sinks}
@@ -198,29 +389,62 @@ class Daemon:
             for cid, cam in self.cameras.items()
         }
 
+    def _log_status(self) -> None:
+        for cid, counters in self.summary().items():
+            url = redact_url(self.cameras[cid].config.url)
+            level = "info" if counters["state"] == CameraState.STREAMING.value else "warning"
+            getattr(_log, level)("camera status", camera=cid, url=url, **counters)
+        for name, counters in self.sink_summary().items():
+            _log.info("sink status", sink=name, **counters)
+
+    # --- the main loop ----------------------------------------------------------------------
+
     def run(self, stop: threading.Event | None = None, stats_interval_s: float = 60.0) -> None:
-        """Run until SIGTERM/SIGINT (or ``stop``), logging counters now and then."""
+        """Run until SIGTERM/SIGINT (or ``stop``): reload on SIGHUP, tell systemd how it goes."""
         stop = stop or threading.Event()
+        wake = threading.Event()
+        reload_requested = threading.Event()
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             _log.info("stopping", signal=signal.Signals(signum).name)
             stop.set()
+            wake.set()
 
         def on_hup(_signum: int, _frame: FrameType | None) -> None:
-            _log.warning("reload is not supported yet; restart streamd to apply configuration changes")
+            reload_requested.set()
+            wake.set()
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hup)
+        notifier = Notifier()
+        interval = watchdog_interval()
+        # Keep-alives three times per WatchdogSec, so one late round is not a restart.
+        watchdog = Watchdog(notifier, interval / 3 if interval else 5.0, self.stuck, self.status_line)
         self.start()
+        # Ready once every thread runs; cameras connect on their own and STATUS says how many did.
+        notifier.send(READY=1, STATUS=self.status_line(), MAINPID=os.getpid())
+        if notifier.enabled:
+            watchdog.start()
+        next_stats = time.monotonic() + stats_interval_s
         try:
-            while not stop.wait(stats_interval_s):
-                for cid, counters in self.summary().items():
-                    url = redact_url(self.cameras[cid].config.url)
-                    level = "info" if counters["state"] == CameraState.STREAMING.value else "warning"
-                    getattr(_log, level)("camera status", camera=cid, url=url, **counters)
-                for name, counters in self.sink_summary().items():
-                    _log.info("sink status", sink=name, **counters)
+            while not stop.is_set():
+                # Signals set ``wake``; a caller's ``stop`` is seen within a second.
+                wake.wait(min(1.0, max(0.0, next_stats - time.monotonic())))
+                wake.clear()
+                if reload_requested.is_set() and not stop.is_set():
+                    reload_requested.clear()
+                    monotonic_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+                    notifier.send(RELOADING=1, MONOTONIC_USEC=monotonic_usec, STATUS="reloading")
+                    _log.info("reloading", config=str(self.config.path))
+                    self.reload()
+                    notifier.send(READY=1, STATUS=self.status_line())
+                if time.monotonic() >= next_stats:
+                    self._log_status()
+                    next_stats = time.monotonic() + stats_interval_s
         finally:
+            notifier.send(STOPPING=1, STATUS="stopping")
+            watchdog.stop()
             self.stop(self.config.daemon.shutdown_timeout_s)
+            notifier.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)

@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,20 +37,29 @@ def free_port() -> int:
 class RtspServer:
     """The looping RTSP camera in its own process, which a test can kill, pause and restart."""
 
-    def __init__(self, port: int | None = None, fps: float = 0.0, video: Path = VIDEO) -> None:
+    def __init__(
+        self, port: int | None = None, fps: float = 0.0, video: Path = VIDEO, cameras: int = 0
+    ) -> None:
         self.port = port or free_port()
         self.fps = fps
         self.video = video
+        self.cameras = cameras
         self.proc: subprocess.Popen[str] | None = None
 
     @property
     def url(self) -> str:
         return f"rtsp://127.0.0.1:{self.port}/stream"
 
+    def camera_url(self, index: int) -> str:
+        """The URL of camera ``index`` of a server started with ``cameras``."""
+        return f"rtsp://127.0.0.1:{self.port}/cam{index}"
+
     def start(self, timeout: float = 20.0) -> RtspServer:
         cmd = [SYSTEM_PYTHON, str(RTSP_SERVER), "--file", str(self.video), "--port", str(self.port)]
         if self.fps:
             cmd += ["--fps", str(self.fps)]
+        if self.cameras:
+            cmd += ["--cameras", str(self.cameras)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
@@ -92,6 +103,7 @@ def write_config(
         "models": {"default": model or {"path": str(MODEL), "family": "yolox"}},
         "zmq": {"endpoint": f"tcp://127.0.0.1:{zmq_port}"},
         "log": {"format": "json"},
+        "http": {"listen": f"127.0.0.1:{free_port()}"},
     }
     (root / "streamd.yaml").write_text(yaml.safe_dump(daemon))
     for cid, cam in cameras.items():
@@ -102,7 +114,7 @@ def write_config(
 class Daemon:
     """``python -m streamd run`` as a user runs it, with its log captured."""
 
-    def __init__(self, config: Path, stats_interval: float = 1.0) -> None:
+    def __init__(self, config: Path, stats_interval: float = 1.0, env: dict[str, str] | None = None) -> None:
         self.config = config
         self.log_path = config.parent / "daemon.log"
         self._log = self.log_path.open("w")
@@ -110,8 +122,29 @@ class Daemon:
             [sys.executable, "-m", "streamd", "run", "--config", str(config),
              "--stats-interval", str(stats_interval)],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )  # fmt: skip
+
+    @property
+    def http(self) -> str:
+        """Base URL of the daemon's HTTP server, from its streamd.yaml."""
+        listen = yaml.safe_load(self.config.read_text())["http"]["listen"]
+        return f"http://{listen}"
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """GET a path of the HTTP server: status code and body (0 when it cannot connect)."""
+        try:
+            with urllib.request.urlopen(self.http + path, timeout=5) as response:
+                return int(response.status), bytes(response.read())
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), bytes(exc.read())
+        except OSError:
+            return 0, b""
+
+    def get_json(self, path: str) -> Any:
+        code, body = self.get(path)
+        assert code in (200, 503), (code, body[:500])
+        return json.loads(body)
 
     def logs(self) -> list[dict[str, Any]]:
         out = []
@@ -170,3 +203,31 @@ def wait_for(predicate: Callable[[], bool], seconds: float, interval: float = 0.
             return True
         time.sleep(interval)
     return predicate()
+
+
+class NotifySocket:
+    """A unix datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.got: list[tuple[float, dict[str, str]]] = []
+
+    def drain(self, seconds: float = 0.0, max_messages: int = 10_000) -> list[dict[str, str]]:
+        """Receive for ``seconds`` (and until nothing is waiting); every message so far, as fields."""
+        deadline = time.monotonic() + seconds
+        for _ in range(max_messages):
+            self.sock.settimeout(max(0.01, min(0.2, deadline - time.monotonic())))
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    break
+                continue
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+            self.got.append((time.monotonic(), fields))
+        return [m for _, m in self.got]
+
+    def close(self) -> None:
+        self.sock.close()

@@ -162,6 +162,7 @@ def _write_config(opts: BenchOptions, root: Path, rtsp_port: int, zmq_port: int)
         "state_dir": str(root / "state"),
         "zmq": {"endpoint": f"tcp://127.0.0.1:{zmq_port}", "send_hwm": 10000},
         "log": {"format": "json"},
+        "http": {"listen": None},  # the benchmark reads the daemon's logs, not its endpoints
     }
     (root / "streamd.yaml").write_text(yaml.safe_dump(daemon))
     for i in range(opts.cameras):

@@ -21,7 +21,7 @@ from streamd.errors import SourceError
 from streamd.log import get_logger
 from streamd.slot import Slot
 from streamd.sources.backoff import Backoff
-from streamd.sources.pyav import Stream, open_stream
+from streamd.sources.source import Source, open_source
 from streamd.types import Frame
 
 __all__ = ["Camera", "CameraState", "CameraStats", "FpsCap"]
@@ -56,6 +56,9 @@ class CameraStats:
     reconnects: int = 0  # camera thread
     last_frame: float | None = None  # monotonic time of the last decoded picture
     stream_fps: float | None = None
+    # Monotonic time by which the camera thread will have done something again (its open,
+    # read and backoff timeouts): past it, the thread is wedged. Read by the watchdog.
+    deadline: float = float("inf")
 
 
 class FpsCap:
@@ -84,7 +87,7 @@ class Camera:
         self,
         config: CameraConfig,
         slot: Slot[Frame],
-        opener: Callable[[CameraConfig], Stream] = open_stream,
+        opener: Callable[[CameraConfig], Source] = open_source,
     ) -> None:
         self.config = config
         self.stats = CameraStats()
@@ -117,6 +120,15 @@ class Camera:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def _promise(self, seconds: float) -> None:
+        self.stats.deadline = time.monotonic() + seconds
+
+    def wedged_for(self, now: float) -> float:
+        """Seconds the thread is past its own deadline (0 when on time, stopped or asked to stop)."""
+        if self._stop.is_set() or not self._thread.is_alive():
+            return 0.0
+        return max(0.0, now - self.stats.deadline)
+
     def _set_state(self, state: CameraState, error: str | None = None) -> None:
         current = self.stats.state
         if state is current:
@@ -140,6 +152,7 @@ class Camera:
                 delay = self._backoff.next()
                 self._set_state(CameraState.RECONNECTING, error)
                 self._log_failure(error, delay)
+                self._promise(delay)
                 if self._stop.wait(delay):
                     break
                 self._set_state(CameraState.CONNECTING)
@@ -151,9 +164,10 @@ class Camera:
             self._log.info("camera stopped")
 
     def _log_failure(self, error: str, delay: float) -> None:
-        # Log every change of reason, then at a slowing rate while a camera stays down.
+        # Log every change of reason, then at a slowing rate while a camera stays down:
+        # attempts 1, 2, 4, 8, ... (with the backoff capped at 30 s: every few minutes, then hours).
         attempts = self._backoff.attempts
-        if attempts <= 3 or attempts & (attempts - 1) == 0 or error != self._last_logged:
+        if attempts & (attempts - 1) == 0 or error != self._last_logged:
             self._log.warning("camera down", error=error, retry_in_s=round(delay, 2), attempt=attempts)
         self._last_logged = error
 
@@ -161,6 +175,8 @@ class Camera:
 
     def _read_once(self) -> str | None:
         """Open and read until the source ends; the reason it failed, or None when done."""
+        source = self.config.source
+        self._promise(source.open_timeout_s + 2 * source.read_timeout_s)
         try:
             stream = self._open(self.config)
         except SourceError as exc:
@@ -175,10 +191,12 @@ class Camera:
             threading.Thread(target=stream.close, name=f"close-{self.id}", daemon=True).start()
         return None
 
-    def _read(self, stream: Stream) -> None:
+    def _read(self, stream: Source) -> None:
         self.stats.stream_fps = stream.fps
         self._log.info("camera connected", fps=stream.fps)
+        read_window = 2 * self.config.source.read_timeout_s  # FFmpeg notices a silent peer within it
         for picture in stream.pictures(self._stop):
+            self._promise(read_window)
             seq = self._seq
             self._seq += 1
             self.stats.decoded += 1

@@ -1,0 +1,150 @@
+"""Prometheus metrics (prometheus-client): counters read at scrape time, latency histograms per frame.
+
+Counters live where they are counted (``CameraStats``, ``SinkStats``); the collector
+reads them when Prometheus scrapes, so the hot path pays nothing for them. Only
+the latency histograms are observed per frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from streamd import __version__
+from streamd.sinks import SinkRunner
+from streamd.sources import CameraState, CameraStats
+from streamd.types import FrameResult
+
+__all__ = ["Metrics", "Sources"]
+
+# Seconds; dense where a live pipeline should be (tens of ms), sparse out to an overload.
+_LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+_CAMERA_COUNTERS = (  # metric name, CameraStats field, help
+    ("streamd_camera_frames_decoded", "decoded", "Frames decoded."),
+    ("streamd_camera_frames_processed", "processed", "Frames detected, tracked and published."),
+    (
+        "streamd_camera_frames_dropped",
+        "dropped",
+        "Frames replaced by a newer one before the worker took them.",
+    ),
+    (
+        "streamd_camera_frames_skipped",
+        "skipped",
+        "Frames over the camera's fps cap, never offered to detection.",
+    ),
+    ("streamd_camera_reconnects", "reconnects", "Times the camera was reconnected."),
+)
+_SINK_COUNTERS = (
+    ("accepted", "results taken into the sink's queue or outbox"),
+    ("delivered", "messages acknowledged by the peer"),
+    ("failed", "messages the peer refused for good"),
+    ("dropped", "messages discarded: queue full or outbox bounds"),
+    ("retried", "delivery attempts after a failure"),
+    ("filtered", "results not sent because of a camera's send or max_rate"),
+)
+
+
+class WorkerView(Protocol):
+    errors: int
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where the collector reads the counters, at each scrape."""
+
+    cameras: Callable[[], Mapping[str, CameraStats]]
+    sinks: Callable[[], Iterable[SinkRunner]]
+    workers: Callable[[], Mapping[tuple[str, int], WorkerView]]  # by (model, index)
+
+
+class _Collector(Collector):
+    def __init__(self, sources: Sources) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterable[Metric]:
+        cameras = dict(self._sources.cameras())
+        for name, key, doc in _CAMERA_COUNTERS:
+            family = CounterMetricFamily(name, doc, labels=["camera"])
+            for cid, stats in cameras.items():
+                family.add_metric([cid], getattr(stats, key))
+            yield family
+        state = GaugeMetricFamily(
+            "streamd_camera_state", "1 for the camera's current state.", labels=["camera", "state"]
+        )
+        up = GaugeMetricFamily("streamd_camera_up", "1 when the camera is streaming.", labels=["camera"])
+        fps = GaugeMetricFamily(
+            "streamd_camera_stream_fps", "The stream's own frame rate.", labels=["camera"]
+        )
+        for cid, stats in cameras.items():
+            for s in CameraState:
+                state.add_metric([cid, s.value], 1.0 if stats.state is s else 0.0)
+            up.add_metric([cid], 1.0 if stats.state is CameraState.STREAMING else 0.0)
+            if stats.stream_fps:
+                fps.add_metric([cid], stats.stream_fps)
+        yield from (state, up, fps)
+
+        sinks = list(self._sources.sinks())
+        for key, doc in _SINK_COUNTERS:
+            family = CounterMetricFamily(f"streamd_sink_messages_{key}", f"Sink {doc}.", labels=["sink"])
+            for sink in sinks:
+                family.add_metric([sink.name], getattr(sink.stats, key))
+            yield family
+        depth = GaugeMetricFamily(
+            "streamd_sink_queue_depth", "Results waiting: in memory plus in the outbox.", labels=["sink"]
+        )
+        for sink in sinks:
+            depth.add_metric([sink.name], sink.depth)
+        yield depth
+
+        errors = CounterMetricFamily(
+            "streamd_worker_errors", "Inference worker failures.", labels=["model", "worker"]
+        )
+        for (model, index), worker in self._sources.workers().items():
+            errors.add_metric([model, str(index)], worker.errors)
+        yield errors
+        info = GaugeMetricFamily("streamd_build_info", "streamd's version.", labels=["version"])
+        info.add_metric([__version__], 1.0)
+        yield info
+
+
+class Metrics:
+    """The daemon's registry: its own collectors, process resources, and the latency histograms."""
+
+    def __init__(self, sources: Sources) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_Collector(sources))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self._infer = Histogram(
+            "streamd_inference_seconds",
+            "Preprocessing plus inference per frame (a batch's time, seen by each of its frames).",
+            ["camera"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "streamd_latency_seconds",
+            "End to end: frame arrived to tracked result handed to the sinks.",
+            ["camera"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe(self, result: FrameResult) -> None:
+        self._infer.labels(result.camera).observe(result.timings.infer)
+        self._latency.labels(result.camera).observe(result.timings.total)
+
+    def forget(self, camera: str) -> None:
+        """Drop a removed camera's histograms."""
+        for histogram in (self._infer, self._latency):
+            with contextlib.suppress(KeyError):
+                histogram.remove(camera)

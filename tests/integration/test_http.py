@@ -1,0 +1,104 @@
+"""The HTTP server as an operator uses it: /healthz, /metrics scraped by Prometheus, /v1/cameras."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import Daemon, RtspServer, free_port, wait_for, write_config
+
+pytestmark = pytest.mark.e2e
+
+FAST_RECONNECT = {"read_timeout_s": 2.0, "reconnect": {"initial_s": 0.3, "max_s": 1.0}}
+
+
+def scrape(daemon: Daemon) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    code, body = daemon.get("/metrics")
+    assert code == 200
+    samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def camera_counters(daemon: Daemon) -> dict[str, dict]:
+    return {c["id"]: c for c in daemon.get_json("/v1/cameras")["cameras"]}
+
+
+def test_healthz_follows_a_camera_down_and_back_and_metrics_match_the_counters(tmp_path):
+    server = RtspServer().start()
+    config = write_config(tmp_path, {"door": {"url": server.url, "source": FAST_RECONNECT}}, free_port())
+    daemon = Daemon(config)
+    try:
+        assert wait_for(lambda: daemon.get("/healthz")[0] == 200, 30), daemon.log_path.read_text()[-2000:]
+        assert wait_for(lambda: camera_counters(daemon)["door"]["processed"] >= 20, 20)
+
+        before = camera_counters(daemon)["door"]
+        metrics = scrape(daemon)
+        after = camera_counters(daemon)["door"]
+        door = (("camera", "door"),)
+        for key in ("decoded", "processed"):
+            value = metrics[(f"streamd_camera_frames_{key}_total", door)]
+            assert before[key] <= value <= after[key], (key, before[key], value, after[key])
+        # Every processed frame was observed once by each latency histogram.
+        count = metrics[("streamd_latency_seconds_count", door)]
+        # (a frame is counted as processed just before it is observed and published)
+        assert before["processed"] - 2 <= count <= after["processed"]
+        assert metrics[("streamd_inference_seconds_count", door)] == count
+        buckets = sorted(
+            (float(dict(labels)["le"]), v)
+            for (name, labels), v in metrics.items()
+            if name == "streamd_latency_seconds_bucket"
+        )
+        values = [v for _, v in buckets]
+        assert values == sorted(values) and values[-1] == count  # cumulative, +Inf holds them all
+        assert metrics[("streamd_camera_up", door)] == 1.0
+        assert metrics[("streamd_camera_state", (("camera", "door"), ("state", "streaming")))] == 1.0
+        zmq = (("sink", "zmq"),)
+        assert metrics[("streamd_sink_messages_delivered_total", zmq)] >= before["processed"]
+        assert ("streamd_sink_queue_depth", zmq) in metrics
+        assert metrics[("process_resident_memory_bytes", ())] > 50e6
+        assert metrics[("process_cpu_seconds_total", ())] > 0
+
+        healthy = daemon.get_json("/healthz")
+        assert healthy["status"] == "ok" and healthy["cameras"]["door"]["state"] == "streaming"
+
+        server.kill()
+        assert wait_for(lambda: daemon.get("/healthz")[0] == 503, 15)
+        code, body = daemon.get("/healthz")
+        down = json.loads(body)["cameras"]["door"]
+        assert code == 503 and down["state"] in ("reconnecting", "connecting") and down["last_error"]
+        assert wait_for(lambda: scrape(daemon)[("streamd_camera_up", door)] == 0.0, 5)
+        assert scrape(daemon)[("streamd_camera_reconnects_total", door)] >= 1
+
+        server.start()
+        assert wait_for(lambda: daemon.get("/healthz")[0] == 200, 30)
+        assert camera_counters(daemon)["door"]["state"] == "streaming"
+        assert daemon.get("/nowhere")[0] == 404
+    finally:
+        daemon.stop()
+        server.kill()
+    code, _ = daemon.get("/healthz")
+    assert code == 0  # the server went away with the daemon
+
+
+def test_http_listens_on_loopback_by_default_and_is_read_only(tmp_path):
+    from streamd.config import HttpConfig  # noqa: PLC0415
+
+    assert HttpConfig().listen is not None and HttpConfig().listen.startswith("127.0.0.1:")
+    config = write_config(tmp_path, {"door": {"url": "rtsp://127.0.0.1:9/none"}}, free_port())
+    daemon = Daemon(config)
+    try:
+        assert wait_for(lambda: daemon.get("/healthz")[0] == 503, 30)
+        import urllib.error  # noqa: PLC0415
+        import urllib.request  # noqa: PLC0415
+
+        request = urllib.request.Request(daemon.http + "/v1/cameras", data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 405
+    finally:
+        daemon.stop()
