@@ -1,7 +1,7 @@
 # streamd: developer shortcuts; scripts/ holds the real steps so a fresh machine needs only bash.
 BIN := .venv/bin
 
-.PHONY: setup demo test check lint typecheck format clean
+.PHONY: setup demo test check lint typecheck format clean install uninstall
 
 setup:
 	@bash scripts/setup.sh
@@ -21,6 +21,15 @@ check: setup
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# As root: the package in /opt/streamd/venv, example configs in /etc/streamd (kept if present),
+# the systemd units. DESTDIR=/some/root stages it instead.
+install:
+	@bash scripts/install.sh
+
+# Removes the units and /opt/streamd; leaves /etc/streamd, /var/lib/streamd and the user.
+uninstall:
+	@bash scripts/uninstall.sh
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .state

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# `make install`: streamd as a system service (run as root).
+#   /opt/streamd/venv        the package in its own virtualenv (PREFIX)
+#   /etc/streamd             example configuration, never overwriting a file that exists (CONFDIR)
+#   /etc/systemd/system      streamd.service and streamd@.service (UNITDIR)
+#   user streamd             system user the service runs as, in the video/render groups
+# DESTDIR stages everything under another root (packaging, tests): no user, no systemctl.
+# MODEL=path copies a model into CONFDIR/models when none is there; by default the
+# YOLOX-Nano of ../shared/models, when that exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+DESTDIR=${DESTDIR:-}
+PREFIX=${PREFIX:-/opt/streamd}
+CONFDIR=${CONFDIR:-/etc/streamd}
+UNITDIR=${UNITDIR:-/etc/systemd/system}
+python=${PYTHON:-python3}
+manifest=$DESTDIR$PREFIX/install-manifest
+
+if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
+  echo "make install needs root (or DESTDIR=... to stage it elsewhere)" >&2
+  exit 1
+fi
+if [ -z "$DESTDIR" ]; then
+  bash scripts/install-system-deps.sh runtime
+fi
+
+echo "streamd: virtualenv in $DESTDIR$PREFIX/venv"
+mkdir -p "$DESTDIR$PREFIX"
+[ -x "$DESTDIR$PREFIX/venv/bin/python" ] || "$python" -m venv "$DESTDIR$PREFIX/venv"
+"$DESTDIR$PREFIX/venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+"$DESTDIR$PREFIX/venv/bin/python" -m pip install -q --disable-pip-version-check "$repo"
+bash scripts/link-system-gi.sh "$DESTDIR$PREFIX/venv"
+cp README.md "$DESTDIR$PREFIX/README.md"
+
+echo "streamd: configuration in $DESTDIR$CONFDIR (existing files are kept)"
+install -d -m 0755 "$DESTDIR$CONFDIR" "$DESTDIR$CONFDIR/cameras" "$DESTDIR$CONFDIR/models"
+copy_new() {  # copy_new SRC DEST: only when DEST does not exist yet
+  if [ -e "$2" ]; then
+    echo "  kept $2"
+  else
+    install -m 0644 "$1" "$2"
+    echo "  added $2"
+  fi
+}
+# The example daemon file, pointed at the installed model and state directory, its example
+# sinks commented out (they would connect to brokers that may not exist).
+sed -e 's|^\(    path: \).*yolox_nano.onnx.*|\1models/yolox_nano.onnx        # relative to this file|' \
+    -e 's|^state_dir: .*|state_dir: /var/lib/streamd       # delivery outbox, model cache|' \
+    -e '/^sinks:/,$s|^|# |' \
+    configs/streamd.yaml > "$DESTDIR$PREFIX/streamd.yaml.example"
+copy_new "$DESTDIR$PREFIX/streamd.yaml.example" "$DESTDIR$CONFDIR/streamd.yaml"
+# Camera examples end in .example so that the service starts with none until you add yours.
+for cam in configs/cameras/*.yaml; do
+  copy_new "$cam" "$DESTDIR$CONFDIR/cameras/$(basename "$cam").example"
+done
+model=${MODEL:-../shared/models/yolox_nano.onnx}
+if [ -f "$model" ]; then
+  copy_new "$model" "$DESTDIR$CONFDIR/models/yolox_nano.onnx"
+fi
+
+echo "streamd: units in $DESTDIR$UNITDIR"
+install -d "$DESTDIR$UNITDIR"
+units=()
+for unit in systemd/streamd.service systemd/streamd@.service; do
+  dest=$DESTDIR$UNITDIR/$(basename "$unit")
+  sed -e "s|/opt/streamd/venv/bin/streamd|$PREFIX/venv/bin/streamd|" \
+      -e "s|/etc/streamd/|$CONFDIR/|g" "$unit" > "$dest"
+  chmod 0644 "$dest"
+  units+=("$UNITDIR/$(basename "$unit")")
+done
+
+# What uninstall removes: the units and the program. Configuration and state stay.
+printf '%s\n' "${units[@]}" "$PREFIX" > "$manifest"
+
+if [ -z "$DESTDIR" ]; then
+  if ! id streamd >/dev/null 2>&1; then
+    useradd --system --user-group --home-dir /var/lib/streamd --no-create-home \
+      --shell /usr/sbin/nologin --comment "streamd video analytics" streamd
+  fi
+  for group in video render; do  # cameras and GPUs (Jetson: video)
+    if getent group "$group" >/dev/null; then usermod -a -G "$group" streamd; fi
+  done
+  if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+  fi
+fi
+cat <<EOT
+streamd installed. Next:
+  1. put camera files in $CONFDIR/cameras/ (see the .example there)
+  2. $PREFIX/venv/bin/streamd check-config --config $CONFDIR/streamd.yaml
+  3. systemctl enable --now streamd
+EOT
