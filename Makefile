@@ -17,6 +17,7 @@ check: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy streamd
+	$(BIN)/hadolint Dockerfile.jetson
 
 format: setup
 	$(BIN)/ruff format .

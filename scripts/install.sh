@@ -65,7 +65,7 @@ install -d "$DESTDIR$UNITDIR"
 units=()
 for unit in systemd/streamd.service systemd/streamd@.service; do
   dest=$DESTDIR$UNITDIR/$(basename "$unit")
-  sed -e "s|/opt/streamd/venv/bin/streamd|$PREFIX/venv/bin/streamd|" \
+  sed -e "s|/opt/streamd/|$PREFIX/|g" \
       -e "s|/etc/streamd/|$CONFDIR/|g" "$unit" > "$dest"
   chmod 0644 "$dest"
   units+=("$UNITDIR/$(basename "$unit")")

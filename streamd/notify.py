@@ -115,7 +115,7 @@ class Watchdog:
         else:
             self.withheld += 1
             fields["STATUS"] = f"stuck: {reason}"
-            if reason != self._stuck_reason:
+            if self._stuck_reason is None:  # once per episode: the reason's seconds keep changing
                 _log.error("pipeline stuck; withholding watchdog keep-alives", reason=reason)
         self._stuck_reason = reason
         self._notifier.send(**fields)

@@ -79,3 +79,15 @@ def test_make_install_stages_everything_and_uninstall_keeps_configuration(tmp_pa
     assert not (root / "etc/systemd/system/streamd.service").exists()
     assert not (root / "etc/systemd/system/streamd@.service").exists()
     assert (etc / "streamd.yaml").is_file() and (etc / "cameras/door.yaml").is_file()
+
+
+def test_jetson_dockerfile_passes_hadolint_and_runs_streamd():
+    hadolint = Path(sys.executable).parent / "hadolint"
+    dockerfile = REPO / "Dockerfile.jetson"
+    done = subprocess.run(
+        [str(hadolint), str(dockerfile)], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = dockerfile.read_text()
+    assert "FROM nvcr.io/nvidia/l4t-jetpack:${L4T_VERSION}" in text and "ARG L4T_VERSION=r36." in text
+    assert 'ENTRYPOINT ["/opt/streamd/venv/bin/streamd"]' in text and 'CMD ["run"]' in text

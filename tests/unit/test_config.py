@@ -97,3 +97,28 @@ def test_source_kinds_and_password_redaction():
     assert source_kind("clip.mp4") == "file"
     assert redact_url("rtsp://admin:s3cret@10.0.0.5:554/s") == "rtsp://admin:***@10.0.0.5:554/s"
     assert redact_url("rtsp://10.0.0.5/s") == "rtsp://10.0.0.5/s"
+
+
+def test_http_listen_takes_host_port_or_bracketed_ipv6_and_defaults_to_loopback(tmp_path):
+    from streamd.config import split_listen  # noqa: PLC0415
+
+    assert split_listen("127.0.0.1:9771") == ("127.0.0.1", 9771)
+    assert split_listen("[::1]:9771") == ("::1", 9771)
+    assert split_listen("0.0.0.0:80") == ("0.0.0.0", 80)
+    assert load_config(write(tmp_path)).daemon.http.listen == "127.0.0.1:9771"
+    daemon = {"models": {"default": {"path": str(MODEL), "family": "yolox"}}, "http": {"listen": "9771"}}
+    lines = problems(write(tmp_path / "bad", daemon))
+    assert any("streamd.yaml: http.listen:" in line and "HOST:PORT" in line for line in lines)
+    daemon["http"] = {"listen": None}
+    assert load_config(write(tmp_path / "off", daemon)).daemon.http.listen is None
+
+
+def test_a_gstreamer_pipeline_must_end_in_an_appsink_and_skips_the_file_check(tmp_path):
+    good = "rtspsrc location={url} ! rtph264depay ! avdec_h264 ! videoconvert ! appsink name=streamd"
+    bad = "rtspsrc location={url} ! rtph264depay ! avdec_h264 ! fakesink"
+    config = load_config(write(tmp_path, cameras={"gate": {"url": "csi://0", "source": {"pipeline": good}}}))
+    assert config.cameras["gate"].source.pipeline == good
+    lines = problems(
+        write(tmp_path / "bad", cameras={"gate": {"url": "rtsp://h/x", "source": {"pipeline": bad}}})
+    )
+    assert any("gate.yaml: source.pipeline:" in line and "appsink" in line for line in lines)
