@@ -85,6 +85,16 @@ def class_filter(camera: CameraConfig, detector: Detector, file: str) -> np.ndar
     return np.array(sorted(set(ids)), dtype=np.int64)
 
 
+# A change to any of these reopens the camera; other changes apply in place.
+_STREAM_KEYS = ("url", "source", "model", "fps")
+# A change to any of these starts a new tracker (track ids begin again).
+_TRACKING_KEYS = ("classes", "min_confidence", "tracker", "smoothing")
+
+
+def _stream_changed(old: CameraConfig, new: CameraConfig) -> bool:
+    return any(getattr(old, key) != getattr(new, key) for key in _STREAM_KEYS)
+
+
 def check_camera(camera: CameraConfig, detector: Detector, file: str) -> np.ndarray | None:
     """Everything about a camera that needs its model or GStreamer; its class filter, or ConfigError."""
     classes = class_filter(camera, detector, file)
@@ -162,10 +172,30 @@ class Daemon:
         route = CameraRoute(camera_cfg, camera.stats, classes)
         for worker in workers:
             worker.add_camera(route)  # one route (one tracker) shared: the board serialises a camera
-        for sink_route in camera_cfg.sink_routes():
-            self._sinks_by_name[sink_route.name].set_filter(camera_cfg.id, sink_route)
+        self._route_to_sinks(camera_cfg)
         self.cameras[camera_cfg.id] = camera
         return camera
+
+    def _route_to_sinks(self, camera_cfg: CameraConfig) -> None:
+        for sink in self.sinks:
+            sink.remove_camera(camera_cfg.id)
+        for sink_route in camera_cfg.sink_routes():
+            self._sinks_by_name[sink_route.name].set_filter(camera_cfg.id, sink_route)
+
+    def _update_camera(self, camera_cfg: CameraConfig, file: str) -> None:
+        """Apply settings that do not touch the stream (classes, tracking, sinks) without reconnecting."""
+        camera = self.cameras[camera_cfg.id]
+        workers = self.workers[camera_cfg.model]
+        classes = check_camera(camera_cfg, workers[0].detector, file)
+        old = workers[0].route(camera_cfg.id)
+        same_tracking = all(getattr(camera.config, key) == getattr(camera_cfg, key) for key in _TRACKING_KEYS)
+        # Track ids carry on unless the tracking settings changed.
+        tracker = old.tracker if old is not None and same_tracking else None
+        route = CameraRoute(camera_cfg, camera.stats, classes, tracker)
+        camera.config = camera_cfg
+        for worker in workers:
+            worker.add_camera(route)
+        self._route_to_sinks(camera_cfg)
 
     def _remove_camera(self, camera_id: str) -> Camera:
         """Stop a camera and unroute it; its thread leaves on its own (within its read timeout)."""
@@ -238,9 +268,11 @@ class Daemon:
     def reload(self) -> bool:
         """Re-read the configuration and apply it camera by camera; False (nothing changed) when invalid.
 
-        Only cameras whose configuration changed are restarted; added ones start and
-        removed ones stop; the others are not touched. Settings of streamd.yaml other
-        than ``log`` take effect at the next restart (a warning names them).
+        Cameras whose stream settings (url, source, model, fps) changed are restarted;
+        other changes (classes, tracking, sinks) apply without reconnecting; added
+        cameras start and removed ones stop; the others are not touched. Settings of
+        streamd.yaml other than ``log`` take effect at the next restart (a warning
+        names them).
         """
         try:
             new = load_config(self.config.path)
@@ -253,6 +285,8 @@ class Daemon:
         removed = sorted(old_cams.keys() - new_cams.keys())
         added = sorted(new_cams.keys() - old_cams.keys())
         changed = sorted(cid for cid in old_cams.keys() & new_cams.keys() if old_cams[cid] != new_cams[cid])
+        restarted = [cid for cid in changed if _stream_changed(old_cams[cid], new_cams[cid])]
+        updated = [cid for cid in changed if cid not in restarted]
         problems = []
         for cid in added + changed:
             problems += self._reload_problems(new_cams[cid], str(new.camera_files[cid]))
@@ -261,10 +295,12 @@ class Daemon:
             return False
         if new.daemon.log != self.config.daemon.log:
             configure_logging(new.daemon.log.level, new.daemon.log.format)
-        for cid in removed + changed:
+        for cid in removed + restarted:
             self._remove_camera(cid)
-        for cid in added + changed:
+        for cid in added + restarted:
             self._add_camera(new_cams[cid], str(new.camera_files[cid])).start()
+        for cid in updated:
+            self._update_camera(new_cams[cid], str(new.camera_files[cid]))
         pending = [
             key
             for key in DaemonConfig.model_fields
@@ -280,7 +316,8 @@ class Daemon:
             "configuration reloaded",
             added=added,
             removed=removed,
-            restarted=changed,
+            restarted=restarted,
+            updated_in_place=updated,
             unchanged=len(new_cams) - len(added) - len(changed),
         )
         if pending:

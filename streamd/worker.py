@@ -108,6 +108,9 @@ class InferenceWorker:
     def add_camera(self, route: CameraRoute) -> None:
         self._routes = {**self._routes, route.config.id: route}  # copy-on-write: loops read without a lock
 
+    def route(self, camera_id: str) -> CameraRoute | None:
+        return self._routes.get(camera_id)
+
     def remove_camera(self, camera_id: str) -> None:
         self._routes = {k: v for k, v in self._routes.items() if k != camera_id}
 

@@ -57,8 +57,9 @@ def test_sighup_restarts_only_changed_cameras_and_rejects_an_invalid_edit(tmp_pa
         assert any(m.get("READY") == "1" for m in notify.drain(0.5))
         collect(sub, 2.0)  # steady state
 
-        # Edit c, add d, remove b; a is untouched.
-        (cams / "c.yaml").write_text(yaml.safe_dump({**cameras["c"], "min_confidence": 0.35}))
+        # Edit c's stream settings, add d, remove b; a is untouched.
+        c_source = {**source, "read_timeout_s": 2.5}
+        (cams / "c.yaml").write_text(yaml.safe_dump({**cameras["c"], "source": c_source}))
         (cams / "d.yaml").write_text(yaml.safe_dump({"url": server.camera_url(1), "source": source}))
         (cams / "b.yaml").unlink()
         t_hup = time.monotonic()
@@ -68,12 +69,14 @@ def test_sighup_restarts_only_changed_cameras_and_rejects_an_invalid_edit(tmp_pa
 
         reloaded = [e for e in daemon.logs() if e.get("event") == "configuration reloaded"]
         assert reloaded, daemon.log_path.read_text()[-3000:]
-        assert (reloaded[-1]["added"], reloaded[-1]["removed"], reloaded[-1]["restarted"]) == (
+        last = reloaded[-1]
+        assert (last["added"], last["removed"], last["restarted"], last["updated_in_place"]) == (
             ["d"],
             ["b"],
             ["c"],
+            [],
         )
-        assert reloaded[-1]["unchanged"] == 1
+        assert last["unchanged"] == 1
 
         # a was not reconnected and never paused: its longest silence stays near its frame period.
         status = {c["id"]: c for c in daemon.get_json("/v1/cameras")["cameras"]}
@@ -96,6 +99,22 @@ def test_sighup_restarts_only_changed_cameras_and_rejects_an_invalid_edit(tmp_pa
 
         fields = notify.drain(0.5)
         assert any(m.get("RELOADING") == "1" and "MONOTONIC_USEC" in m for m in fields)
+
+        # Settings that do not touch the stream apply in place: d is not reconnected and its
+        # frames keep their numbering; the new class filter holds at once.
+        d_before = [m for m in after if m.camera == "d"]
+        (cams / "d.yaml").write_text(yaml.safe_dump({"url": server.camera_url(1), "source": source,
+                                                     "classes": ["person"]}))  # fmt: skip
+        daemon.proc.send_signal(signal.SIGHUP)
+        timed = collect_timed(sub, 4.0)
+        last = [e for e in daemon.logs() if e.get("event") == "configuration reloaded"][-1]
+        assert last["updated_in_place"] == ["d"] and last["restarted"] == []
+        d_after = [m for _, m in timed if m.camera == "d"]
+        assert longest_silence(timed, "d") < 0.6
+        assert min(m.seq for m in d_after) > max(m.seq for m in d_before)  # the same stream
+        assert {d.class_name for m in d_after[10:] for d in m.detections} <= {"person"}
+        status = {c["id"]: c for c in daemon.get_json("/v1/cameras")["cameras"]}
+        assert status["d"]["reconnects"] == 0
 
         # An invalid edit is rejected with its errors logged; everything keeps running.
         (cams / "a.yaml").write_text("url: [unclosed\n")
