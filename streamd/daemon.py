@@ -192,10 +192,12 @@ class Daemon:
         # Track ids carry on unless the tracking settings changed.
         tracker = old.tracker if old is not None and same_tracking else None
         route = CameraRoute(camera_cfg, camera.stats, classes, tracker)
+        sinks_changed = camera.config.sinks != camera_cfg.sinks
         camera.config = camera_cfg
         for worker in workers:
             worker.add_camera(route)
-        self._route_to_sinks(camera_cfg)
+        if sinks_changed:  # new filters forget what "changes" and max_rate remembered
+            self._route_to_sinks(camera_cfg)
 
     def _remove_camera(self, camera_id: str) -> Camera:
         """Stop a camera and unroute it; its thread leaves on its own (within its read timeout)."""
