@@ -99,11 +99,12 @@ def http_server() -> tuple[str, http.server.ThreadingHTTPServer]:
     return f"http://127.0.0.1:{port}/", server
 
 
-def mosquitto() -> tuple[int, subprocess.Popen[bytes]]:
+def mosquitto(nodelay: bool = False) -> tuple[int, subprocess.Popen[bytes]]:
     port = free_port()
-    conf = ROOT / "mosquitto.conf"
     user = ["user root"] if os.geteuid() == 0 else []
-    conf.write_text("\n".join([*user, f"listener {port} 127.0.0.1", "allow_anonymous true"]) + "\n")
+    options = ["set_tcp_nodelay true"] if nodelay else []
+    conf = ROOT / f"mosquitto-{port}.conf"
+    conf.write_text("\n".join([*user, f"listener {port} 127.0.0.1", "allow_anonymous true", *options]) + "\n")
     proc = subprocess.Popen([shutil.which("mosquitto") or "mosquitto", "-c", str(conf)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     time.sleep(0.5)
@@ -132,14 +133,9 @@ def main() -> None:
     print("sink                                   delivery        msgs/s")
     url, server = http_server()
     port, broker = mosquitto()
-    context = zmq.Context.instance()
-    zport = free_port()
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(f"tcp://127.0.0.1:{zport}")
-    zmq_transport = ZmqTransport(ZmqConfig(endpoint=f"tcp://127.0.0.1:{zport}", send_hwm=100_000))
+    fast_port, fast_broker = mosquitto(nodelay=True)
     cases = [
-        ("zmq PUB", lambda: zmq_transport, ["at_most_once"]),
+        ("zmq PUB", _zmq, ["at_most_once"]),
         ("webhook, 1 message per request",
          lambda: WebhookTransport("h", WebhookSinkConfig(type="webhook", url=url), "bench"),
          ["at_most_once", "at_least_once"]),
@@ -150,17 +146,20 @@ def main() -> None:
          lambda: _mqtt(port, 1), ["at_most_once", "at_least_once"]),
         ("mqtt QoS 0",
          lambda: _mqtt(port, 0), ["at_most_once"]),
+        ("mqtt QoS 1, broker set_tcp_nodelay",
+         lambda: _mqtt(fast_port, 1), ["at_most_once", "at_least_once"]),
+        ("mqtt QoS 2, broker set_tcp_nodelay",
+         lambda: _mqtt(fast_port, 2), ["at_least_once"]),
     ]  # fmt: skip
     for label, make, deliveries in cases:
         for delivery in deliveries:
-            if label == "zmq PUB":
-                rate = statistics.median(_zmq_run(zmq_transport, n) for _ in range(3))
-            else:
-                rate = median_rate(make, n, delivery, label.split()[0])
+            rate = median_rate(make, n, delivery, label.split()[0])
             print(f"{label:<38} {delivery:<14} {rate:>8.0f}")
-    sub.close()
+    for sub in _SUBSCRIBERS:
+        sub.close()
     server.shutdown()
     broker.terminate()
+    fast_broker.terminate()
     print()
     print("outbox (SQLite WAL)                    per message, us")
     for fsync in (False, True):
@@ -183,6 +182,22 @@ def main() -> None:
     shutil.rmtree(ROOT, ignore_errors=True)
 
 
+def _zmq() -> ZmqTransport:
+    """A fresh publisher (a runner closes its transport when it stops) with a subscriber joined."""
+    port = free_port()
+    transport = ZmqTransport(ZmqConfig(endpoint=f"tcp://127.0.0.1:{port}", send_hwm=100_000))
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.RCVHWM, 100_000)
+    sub.connect(f"tcp://127.0.0.1:{port}")
+    _SUBSCRIBERS.append(sub)
+    time.sleep(0.3)  # ZeroMQ's slow joiner: let the subscription reach the publisher
+    return transport
+
+
+_SUBSCRIBERS: list[zmq.Socket[bytes]] = []
+
+
 def _mqtt(port: int, qos: int) -> MqttTransport:
     cfg = MqttSinkConfig(type="mqtt", port=port, qos=qos, client_id=f"bench-{time.monotonic_ns()}",
                          delivery="at_least_once" if qos else "at_most_once")  # fmt: skip
@@ -191,20 +206,6 @@ def _mqtt(port: int, qos: int) -> MqttTransport:
     while not transport._connected.is_set() and time.monotonic() < deadline:
         time.sleep(0.01)
     return transport
-
-
-def _zmq_run(transport: ZmqTransport, n: int) -> float:
-    runner = SinkRunner(transport, queue_size=n + 10, accept_all=True)
-    results = [result(i) for i in range(n)]
-    start = time.perf_counter()
-    runner.start()
-    for r in results:
-        runner.offer(r)
-    while runner.stats.delivered < n:
-        time.sleep(0.001)
-    elapsed = time.perf_counter() - start
-    runner._stop.set()  # keep the socket: the next run reuses it
-    return n / elapsed
 
 
 if __name__ == "__main__":

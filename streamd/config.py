@@ -180,7 +180,12 @@ class MqttSinkConfig(_SinkBase):
         "streamd/{client_id}/available", description="retained online/offline topic (last will: offline)"
     )
     keepalive_s: int = Field(30, ge=5, description="MQTT keepalive")
-    max_inflight: int = Field(64, ge=1, description="messages published and not yet acknowledged")
+    max_inflight: int = Field(
+        20,
+        ge=1,
+        description="most messages published and not yet acknowledged; an MQTT 5 broker's Receive Maximum"
+        " lowers it; 3.1.1 brokers do not announce theirs and drop what exceeds it (mosquitto: 20)",
+    )
 
     @model_validator(mode="after")
     def _at_least_once_needs_acks(self) -> MqttSinkConfig:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
 import threading
 from typing import Any
@@ -17,6 +19,9 @@ from streamd.sinks.secrets import read_secret
 __all__ = ["MqttTransport"]
 
 _ACK_TIMEOUT_S = 10.0
+# MQTT 5 failure reason codes worth retrying: unspecified, server busy, quota exceeded.
+# Others (not authorized, topic name invalid, packet too large, ...) will not change.
+_TRANSIENT = {0x80, 0x89, 0x97}
 
 
 class MqttTransport:
@@ -40,7 +45,7 @@ class MqttTransport:
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else True,  # MQTT 5 has clean_start on connect instead
         )
-        self._client.max_inflight_messages_set(cfg.max_inflight)
+        self._client.max_inflight_messages_set(cfg.max_inflight)  # lowered to the broker's quota later
         password = read_secret(f"{where}: sinks.{name}", cfg.password_file, cfg.password_env)
         if cfg.username is not None:
             self._client.username_pw_set(cfg.username, password)
@@ -54,6 +59,8 @@ class MqttTransport:
             self._client.tls_insecure_set(cfg.tls.insecure)
         self._availability = cfg.availability_topic.format(client_id=cfg.client_id)
         self._client.will_set(self._availability, b"offline", qos=1, retain=True)
+        self._refused: dict[int, Any] = {}  # mid -> the broker's failure reason code (MQTT 5)
+        self._client.on_publish = self._on_publish
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.reconnect_delay_set(max(1, round(cfg.retry.initial_s)), max(1, round(cfg.retry.max_s)))
@@ -61,13 +68,35 @@ class MqttTransport:
         self._client.connect_async(cfg.host, port, keepalive=cfg.keepalive_s)
         self._client.loop_start()
 
-    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             self._log.warning("mqtt connection refused", reason=str(reason))
             return
+        # An MQTT 5 broker says how many QoS 1/2 messages it takes unacknowledged (mosquitto:
+        # 20). paho ignores it and also ignores the "quota exceeded" PUBREC that the broker then
+        # sends at QoS 2, reporting the dropped message as delivered. So never publish more at
+        # once: a send holds at most this many, less one for the availability message.
+        receive_max = getattr(props, "ReceiveMaximum", None) if props is not None else None
+        if receive_max:
+            inflight = max(1, min(self._cfg.max_inflight, int(receive_max)))
+            self.max_batch = max(1, inflight - 1)
+            # paho's own limit also bounds what it resends after a reconnect. Its public setter
+            # refuses while connected (paho 2.1), and this is the first moment the value is
+            # known; the attribute is what that setter assigns.
+            client._max_inflight_messages = inflight
+        sock = client.socket()
+        if isinstance(sock, socket.socket):  # ssl.SSLSocket is one too
+            # paho leaves Nagle on: each batch then waits out a delayed ACK (~40 ms) on loopback.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.publish(self._availability, b"online", qos=1, retain=True)
         self._connected.set()
         self._log.info("mqtt connected", host=self._cfg.host)
+
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, reason: Any, _props: Any) -> None:
+        # paho marks a message published even when the broker's PUBACK refused it (MQTT 5).
+        if reason is not None and reason.is_failure:
+            self._refused[mid] = reason
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
@@ -97,6 +126,11 @@ class MqttTransport:
                 raise DeliveryError(f"not acknowledged: {exc}", retry=True, acked=acked) from exc
             if not info.is_published():
                 raise DeliveryError("no acknowledgement from the broker in time", retry=True, acked=acked)
+            refused = self._refused.pop(info.mid, None)
+            if refused is not None:
+                raise DeliveryError(
+                    f"the broker refused it: {refused}", retry=refused.value in _TRANSIENT, acked=acked
+                )
 
     def close(self) -> None:
         self._closing = True
