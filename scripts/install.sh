@@ -15,7 +15,9 @@ DESTDIR=${DESTDIR:-}
 PREFIX=${PREFIX:-/opt/streamd}
 CONFDIR=${CONFDIR:-/etc/streamd}
 UNITDIR=${UNITDIR:-/etc/systemd/system}
-python=${PYTHON:-python3}
+# The distribution's interpreter: the service user must be able to run it (a pyenv or a
+# virtualenv under /root is not readable to it).
+python=${PYTHON:-/usr/bin/python3}
 manifest=$DESTDIR$PREFIX/install-manifest
 
 if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
