@@ -34,17 +34,17 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class StatusServer:
     """Serves health, metrics and status until stopped."""
 
     def __init__(self, listen: str, health: Health, status: Status, registry: CollectorRegistry) -> None:
         host, port = split_listen(listen)
         handler = _handler(health, status, registry)
-        server_class = type(
-            "_Server6" if ":" in host else "_Server4",
-            (_Server,),
-            {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET},
-        )
+        server_class = _Server6 if ":" in host else _Server
         self._server = server_class((host, port), handler)  # OSError when the address is taken
         self.address = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         self._thread = threading.Thread(

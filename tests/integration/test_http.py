@@ -102,3 +102,44 @@ def test_http_listens_on_loopback_by_default_and_is_read_only(tmp_path):
         assert refused.value.code == 405
     finally:
         daemon.stop()
+
+
+def test_status_server_listens_on_ipv6_loopback():
+    import urllib.request  # noqa: PLC0415
+
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+    from streamd.httpapi import StatusServer  # noqa: PLC0415
+
+    server = StatusServer("[::1]:0", lambda: (True, {"status": "ok"}), dict, CollectorRegistry())
+    server.start()
+    try:
+        with urllib.request.urlopen(f"http://[::1]:{server.port}/healthz", timeout=5) as response:
+            assert response.status == 200 and json.loads(response.read()) == {"status": "ok"}
+    finally:
+        server.stop()
+    assert server.join(5)
+
+
+def test_a_taken_http_port_fails_the_start_naming_the_key(tmp_path):
+    import socket  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from tests.helpers import REPO  # noqa: PLC0415
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    config = write_config(tmp_path, {"door": {"url": "rtsp://127.0.0.1:9/none"}}, free_port())
+    text = config.read_text().replace(
+        config.read_text().split("listen: ")[1].splitlines()[0], f"127.0.0.1:{taken.getsockname()[1]}"
+    )
+    config.write_text(text)
+    try:
+        done = subprocess.run([sys.executable, "-m", "streamd", "run", "--config", str(config)],
+                              check=False, capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
+    finally:
+        taken.close()
+    assert done.returncode == 1
+    assert "http.listen: cannot listen on 127.0.0.1:" in done.stderr
