@@ -173,7 +173,8 @@ class Daemon:
         for worker in workers:
             worker.add_camera(route)  # one route (one tracker) shared: the board serialises a camera
         self._route_to_sinks(camera_cfg)
-        self.cameras[camera_cfg.id] = camera
+        # Copy-on-write: the HTTP and watchdog threads iterate the dict they read, unlocked.
+        self.cameras = {**self.cameras, camera_cfg.id: camera}
         return camera
 
     def _route_to_sinks(self, camera_cfg: CameraConfig) -> None:
@@ -201,7 +202,8 @@ class Daemon:
 
     def _remove_camera(self, camera_id: str) -> Camera:
         """Stop a camera and unroute it; its thread leaves on its own (within its read timeout)."""
-        camera = self.cameras.pop(camera_id)
+        camera = self.cameras[camera_id]
+        self.cameras = {cid: cam for cid, cam in self.cameras.items() if cid != camera_id}
         camera.stop()
         self._boards[camera.config.model].remove(camera_id)
         for worker in self.workers[camera.config.model]:
@@ -375,8 +377,9 @@ class Daemon:
         """Everything ``/v1/cameras`` shows: cameras with their counters, sinks, workers."""
         now = time.monotonic()
         cameras = []
-        for cid, counters in self.summary().items():
-            cam = self.cameras[cid]
+        running = self.cameras
+        for cid, counters in self.summary(running).items():
+            cam = running[cid]
             cameras.append(
                 {
                     "id": cid,
@@ -413,7 +416,7 @@ class Daemon:
         """Each sink's counters and queue depth."""
         return {s.name: {**vars(s.stats), "depth": s.depth} for s in self.sinks}
 
-    def summary(self) -> dict[str, dict[str, object]]:
+    def summary(self, cameras: dict[str, Camera] | None = None) -> dict[str, dict[str, object]]:
         """Each camera's state and counters."""
         return {
             cid: {
@@ -425,12 +428,13 @@ class Daemon:
                 "reconnects": cam.stats.reconnects,
                 "last_error": cam.stats.last_error,
             }
-            for cid, cam in self.cameras.items()
+            for cid, cam in (self.cameras if cameras is None else cameras).items()
         }
 
     def _log_status(self) -> None:
-        for cid, counters in self.summary().items():
-            url = redact_url(self.cameras[cid].config.url)
+        running = self.cameras
+        for cid, counters in self.summary(running).items():
+            url = redact_url(running[cid].config.url)
             level = "info" if counters["state"] == CameraState.STREAMING.value else "warning"
             getattr(_log, level)("camera status", camera=cid, url=url, **counters)
         for name, counters in self.sink_summary().items():
