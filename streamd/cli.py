@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import sys
 from pathlib import Path
@@ -101,6 +102,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_errors(exc)
         return 1
     configure_logging(config.daemon.log.level, config.daemon.log.format)
+    # systemd's watchdog kills a wedged daemon with SIGABRT: leave every thread's Python
+    # stack in the journal, so the next engineer sees where it hung.
+    faulthandler.enable(all_threads=True)
     from streamd.daemon import Daemon  # noqa: PLC0415 - loads onnxruntime
 
     try:

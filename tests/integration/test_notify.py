@@ -108,3 +108,22 @@ def test_watchdog_keepalives_stop_while_the_worker_is_wedged(tmp_path, monkeypat
     assert stuck[0][0] - marks["wedged"] < 3.0  # stall timeout 1 s + one 0.5 s round + slack
     assert got[-1][1].get("STOPPING") == "1"
     listener.close()
+
+
+def test_a_watchdog_abort_leaves_every_threads_stack_in_the_log(tmp_path):
+    import signal  # noqa: PLC0415
+
+    from tests.helpers import Daemon as DaemonProcess  # noqa: PLC0415
+    from tests.helpers import wait_for  # noqa: PLC0415
+
+    config = write_config(tmp_path, {"door": {"url": str(VIDEO)}}, free_port())
+    daemon = DaemonProcess(config)
+    try:
+        assert wait_for(lambda: daemon.get("/healthz")[0] == 200, 30), daemon.log_path.read_text()[-2000:]
+        code, _ = daemon.stop(signal.SIGABRT)  # what systemd sends when keep-alives stop
+    finally:
+        daemon.stop()
+    log = daemon.log_path.read_text()
+    assert code == -signal.SIGABRT
+    assert "Fatal Python error: Aborted" in log
+    assert "streamd/worker.py" in log and "streamd/sources/" in log  # the worker's and a camera's stacks
