@@ -138,13 +138,20 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._children: dict[str, tuple[Histogram, Histogram]] = {}
 
     def observe(self, result: FrameResult) -> None:
-        self._infer.labels(result.camera).observe(result.timings.infer)
-        self._latency.labels(result.camera).observe(result.timings.total)
+        """Record one published frame's timings (called by the worker, per frame)."""
+        children = self._children.get(result.camera)
+        if children is None:  # labels() costs more than the observations: look it up once
+            children = (self._infer.labels(result.camera), self._latency.labels(result.camera))
+            self._children = {**self._children, result.camera: children}
+        children[0].observe(result.timings.infer)
+        children[1].observe(result.timings.total)
 
     def forget(self, camera: str) -> None:
         """Drop a removed camera's histograms."""
+        self._children = {k: v for k, v in self._children.items() if k != camera}
         for histogram in (self._infer, self._latency):
             with contextlib.suppress(KeyError):
                 histogram.remove(camera)
