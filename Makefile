@@ -33,4 +33,4 @@ uninstall:
 	@bash scripts/uninstall.sh
 
 clean:
-	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .state
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .state build

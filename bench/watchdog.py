@@ -128,7 +128,7 @@ def wedge_to_last_keepalive(root: Path, watchdog_s: float, stall_s: float) -> fl
     listener.close()
     for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
         os.environ.pop(key, None)
-    last = max(t for t in keepalives() if t >= 0)
+    last = max(keepalives())
     return last - marks["wedged"]
 
 

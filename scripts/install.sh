@@ -32,7 +32,10 @@ echo "streamd: virtualenv in $DESTDIR$PREFIX/venv"
 mkdir -p "$DESTDIR$PREFIX"
 [ -x "$DESTDIR$PREFIX/venv/bin/python" ] || "$python" -m venv "$DESTDIR$PREFIX/venv"
 "$DESTDIR$PREFIX/venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+# setuptools builds in ./build and would package stale modules left there by an older build.
+rm -rf "$repo/build"
 "$DESTDIR$PREFIX/venv/bin/python" -m pip install -q --disable-pip-version-check "$repo"
+rm -rf "$repo/build"
 bash scripts/link-system-gi.sh "$DESTDIR$PREFIX/venv"
 cp README.md "$DESTDIR$PREFIX/README.md"
 

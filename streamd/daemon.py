@@ -105,6 +105,19 @@ def check_camera(camera: CameraConfig, detector: Detector, file: str) -> np.ndar
     return classes
 
 
+def _counters(camera: Camera) -> dict[str, object]:
+    stats = camera.stats
+    return {
+        "state": stats.state.value,
+        "decoded": stats.decoded,
+        "processed": stats.processed,
+        "dropped": stats.dropped,
+        "skipped": stats.skipped,
+        "reconnects": stats.reconnects,
+        "last_error": stats.last_error,
+    }
+
+
 class Daemon:
     """Every camera, worker and sink of one configuration, and the ways to watch and reload them."""
 
@@ -136,9 +149,11 @@ class Daemon:
         for camera_id, camera_cfg in config.cameras.items():
             if camera_cfg.enabled:
                 try:
-                    self._add_camera(camera_cfg, str(config.camera_files[camera_id]))
+                    classes = self._check(camera_cfg, str(config.camera_files[camera_id]))
                 except ConfigError as exc:
                     problems.extend(exc.problems)
+                    continue
+                self._add_camera(camera_cfg, classes)
         if problems:
             raise ConfigError(problems)
 
@@ -157,10 +172,22 @@ class Daemon:
 
     # --- cameras ----------------------------------------------------------------------------
 
-    def _add_camera(self, camera_cfg: CameraConfig, file: str) -> Camera:
-        """Build a camera and route it to its model's workers and its sinks (not started)."""
+    def _check(self, camera: CameraConfig, file: str) -> np.ndarray | None:
+        """A camera's class filter, or ConfigError saying why it cannot run in this process."""
+        if camera.model not in self.workers:
+            raise ConfigError(
+                [f"{file}: model: model {camera.model!r} is not loaded; restart streamd to load it"]
+            )
+        missing = [r.name for r in camera.sink_routes() if r.name not in self._sinks_by_name]
+        if missing:
+            raise ConfigError(
+                [f"{file}: sinks: {', '.join(missing)} not running; restart streamd to start new sinks"]
+            )
+        return check_camera(camera, self.workers[camera.model][0].detector, file)
+
+    def _add_camera(self, camera_cfg: CameraConfig, classes: np.ndarray | None) -> Camera:
+        """Build a checked camera and route it to its model's workers and its sinks (not started)."""
         workers = self.workers[camera_cfg.model]
-        classes = check_camera(camera_cfg, workers[0].detector, file)
         board = self._boards[camera_cfg.model]
         camera: Camera | None = None
 
@@ -183,11 +210,10 @@ class Daemon:
         for sink_route in camera_cfg.sink_routes():
             self._sinks_by_name[sink_route.name].set_filter(camera_cfg.id, sink_route)
 
-    def _update_camera(self, camera_cfg: CameraConfig, file: str) -> None:
+    def _update_camera(self, camera_cfg: CameraConfig, classes: np.ndarray | None) -> None:
         """Apply settings that do not touch the stream (classes, tracking, sinks) without reconnecting."""
         camera = self.cameras[camera_cfg.id]
         workers = self.workers[camera_cfg.model]
-        classes = check_camera(camera_cfg, workers[0].detector, file)
         old = workers[0].route(camera_cfg.id)
         same_tracking = all(getattr(camera.config, key) == getattr(camera_cfg, key) for key in _TRACKING_KEYS)
         # Track ids carry on unless the tracking settings changed.
@@ -200,7 +226,7 @@ class Daemon:
         if sinks_changed:  # new filters forget what "changes" and max_rate remembered
             self._route_to_sinks(camera_cfg)
 
-    def _remove_camera(self, camera_id: str) -> Camera:
+    def _remove_camera(self, camera_id: str) -> None:
         """Stop a camera and unroute it; its thread leaves on its own (within its read timeout)."""
         camera = self.cameras[camera_id]
         self.cameras = {cid: cam for cid, cam in self.cameras.items() if cid != camera_id}
@@ -211,7 +237,6 @@ class Daemon:
         for sink in self.sinks:
             sink.remove_camera(camera_id)
         self.metrics.forget(camera_id)
-        return camera
 
     def _publish(self, result: FrameResult) -> None:
         self.metrics.observe(result)
@@ -281,8 +306,10 @@ class Daemon:
         try:
             new = load_config(self.config.path)
         except StreamdError as exc:
-            problems = getattr(exc, "problems", None) or [str(exc)]
-            _log.error("reload rejected; the running configuration stays", problems=problems)
+            _log.error(
+                "reload rejected; the running configuration stays",
+                problems=getattr(exc, "problems", None) or [str(exc)],
+            )
             return False
         old_cams = {cid: c for cid, c in self.config.cameras.items() if c.enabled}
         new_cams = {cid: c for cid, c in new.cameras.items() if c.enabled}
@@ -291,9 +318,13 @@ class Daemon:
         changed = sorted(cid for cid in old_cams.keys() & new_cams.keys() if old_cams[cid] != new_cams[cid])
         restarted = [cid for cid in changed if _stream_changed(old_cams[cid], new_cams[cid])]
         updated = [cid for cid in changed if cid not in restarted]
-        problems = []
+        problems: list[str] = []
+        classes: dict[str, np.ndarray | None] = {}
         for cid in added + changed:
-            problems += self._reload_problems(new_cams[cid], str(new.camera_files[cid]))
+            try:
+                classes[cid] = self._check(new_cams[cid], str(new.camera_files[cid]))
+            except ConfigError as exc:
+                problems += exc.problems
         if problems:
             _log.error("reload rejected; the running configuration stays", problems=problems)
             return False
@@ -302,9 +333,9 @@ class Daemon:
         for cid in removed + restarted:
             self._remove_camera(cid)
         for cid in added + restarted:
-            self._add_camera(new_cams[cid], str(new.camera_files[cid])).start()
+            self._add_camera(new_cams[cid], classes[cid]).start()
         for cid in updated:
-            self._update_camera(new_cams[cid], str(new.camera_files[cid]))
+            self._update_camera(new_cams[cid], classes[cid])
         pending = [
             key
             for key in DaemonConfig.model_fields
@@ -327,19 +358,6 @@ class Daemon:
         if pending:
             _log.warning("streamd.yaml settings changed that apply only at the next restart", keys=pending)
         return True
-
-    def _reload_problems(self, camera: CameraConfig, file: str) -> list[str]:
-        """Why a camera from a new configuration cannot run in this process."""
-        if camera.model not in self.workers:
-            return [f"{file}: model: model {camera.model!r} is not loaded; restart streamd to load it"]
-        missing = [r.name for r in camera.sink_routes() if r.name not in self._sinks_by_name]
-        if missing:
-            return [f"{file}: sinks: {', '.join(missing)} not running; restart streamd to start new sinks"]
-        try:
-            check_camera(camera, self.workers[camera.model][0].detector, file)
-        except ConfigError as exc:
-            return exc.problems
-        return []
 
     # --- health and status ------------------------------------------------------------------
 
@@ -377,9 +395,7 @@ class Daemon:
         """Everything ``/v1/cameras`` shows: cameras with their counters, sinks, workers."""
         now = time.monotonic()
         cameras = []
-        running = self.cameras
-        for cid, counters in self.summary(running).items():
-            cam = running[cid]
+        for cid, cam in self.cameras.items():
             cameras.append(
                 {
                     "id": cid,
@@ -387,7 +403,7 @@ class Daemon:
                     "model": cam.config.model,
                     "since_s": round(now - cam.stats.since, 1),
                     "stream_fps": cam.stats.stream_fps,
-                    **counters,
+                    **_counters(cam),
                 }
             )
         return {
@@ -416,25 +432,14 @@ class Daemon:
         """Each sink's counters and queue depth."""
         return {s.name: {**vars(s.stats), "depth": s.depth} for s in self.sinks}
 
-    def summary(self, cameras: dict[str, Camera] | None = None) -> dict[str, dict[str, object]]:
+    def summary(self) -> dict[str, dict[str, object]]:
         """Each camera's state and counters."""
-        return {
-            cid: {
-                "state": cam.stats.state.value,
-                "decoded": cam.stats.decoded,
-                "processed": cam.stats.processed,
-                "dropped": cam.stats.dropped,
-                "skipped": cam.stats.skipped,
-                "reconnects": cam.stats.reconnects,
-                "last_error": cam.stats.last_error,
-            }
-            for cid, cam in (self.cameras if cameras is None else cameras).items()
-        }
+        return {cid: _counters(cam) for cid, cam in self.cameras.items()}
 
     def _log_status(self) -> None:
-        running = self.cameras
-        for cid, counters in self.summary(running).items():
-            url = redact_url(running[cid].config.url)
+        for cid, cam in self.cameras.items():
+            counters = _counters(cam)
+            url = redact_url(cam.config.url)
             level = "info" if counters["state"] == CameraState.STREAMING.value else "warning"
             getattr(_log, level)("camera status", camera=cid, url=url, **counters)
         for name, counters in self.sink_summary().items():
@@ -488,6 +493,7 @@ class Daemon:
             notifier.send(STOPPING=1, STATUS="stopping")
             watchdog.stop()
             self.stop(self.config.daemon.shutdown_timeout_s)
+            watchdog.join(1.0)  # before the socket it sends on is closed
             notifier.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)

@@ -91,7 +91,6 @@ class Watchdog:
         self._status = status
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
-        self.withheld = 0  # keep-alives not sent because the pipeline was stuck
         self._stuck_reason: str | None = None
 
     def start(self) -> None:
@@ -101,7 +100,8 @@ class Watchdog:
         self._stop.set()
 
     def join(self, timeout: float) -> bool:
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # never started outside systemd
+            self._thread.join(timeout)
         return not self._thread.is_alive()
 
     def beat(self) -> None:
@@ -113,7 +113,6 @@ class Watchdog:
             if self._stuck_reason is not None:
                 _log.info("pipeline moving again; watchdog keep-alives resumed")
         else:
-            self.withheld += 1
             fields["STATUS"] = f"stuck: {reason}"
             if self._stuck_reason is None:  # once per episode: the reason's seconds keep changing
                 _log.error("pipeline stuck; withholding watchdog keep-alives", reason=reason)

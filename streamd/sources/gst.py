@@ -26,7 +26,7 @@ from streamd.config import CameraConfig, redact_url
 from streamd.errors import ConfigError, SourceError
 from streamd.sources.pyav import Picture
 
-__all__ = ["GstStream", "check_pipeline", "open_pipeline"]
+__all__ = ["GstStream", "check_pipeline"]
 
 _POLL_S = 0.25  # how often a pull that waits for data looks at the stop event
 _gst: Any = None
@@ -207,8 +207,3 @@ def _to_picture(sample: Any) -> av.VideoFrame:
     finally:
         buffer.unmap(mapped)
     return av.VideoFrame.from_ndarray(out, format="yuv420p")
-
-
-def open_pipeline(camera: CameraConfig) -> GstStream:
-    """Start a camera's pipeline and wait for its first picture; SourceError when it cannot."""
-    return GstStream(camera)

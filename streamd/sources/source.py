@@ -27,7 +27,7 @@ class Source(Protocol):
 def open_source(camera: CameraConfig) -> Source:
     """Open a camera with the reader its configuration asks for; SourceError when it cannot."""
     if camera.source.pipeline is not None:
-        from streamd.sources.gst import open_pipeline  # noqa: PLC0415 - PyGObject only when used
+        from streamd.sources.gst import GstStream  # noqa: PLC0415 - PyGObject only when used
 
-        return open_pipeline(camera)
+        return GstStream(camera)
     return open_stream(camera)
