@@ -73,15 +73,13 @@ def _appsink(pipeline: Any) -> Any:
     named = pipeline.get_by_name("streamd")
     if isinstance(named, g.app.AppSink):
         return named
-    found = []
     iterator = pipeline.iterate_sinks()
     while True:
         result, element = iterator.next()
         if result != g.gst.IteratorResult.OK:
-            break
+            return None
         if isinstance(element, g.app.AppSink):
-            found.append(element)
-    return found[0] if found else None
+            return element
 
 
 def check_pipeline(camera: CameraConfig, file: str) -> None:
@@ -191,19 +189,26 @@ def _to_picture(sample: Any) -> av.VideoFrame:
         raise SourceError("cannot read a picture buffer")
     try:
         data = np.frombuffer(mapped.data, dtype=np.uint8)
-        out = np.empty((height * 3 // 2, width), dtype=np.uint8)
         rows = [height, height // 2, height // 2]
         cols = [width, width // 2, width // 2]
-        flat = out.reshape(-1)
-        pos = 0
-        for plane in range(3):
-            stride, offset = info.stride[plane], info.offset[plane]
-            src = np.lib.stride_tricks.as_strided(
-                data[offset:], shape=(rows[plane], cols[plane]), strides=(stride, 1), writeable=False
-            )
-            size = rows[plane] * cols[plane]
-            flat[pos : pos + size].reshape(rows[plane], cols[plane])[:] = src
-            pos += size
+        sizes = [r * c for r, c in zip(rows, cols, strict=True)]
+        packed = [info.stride[i] == cols[i] and info.offset[i] == sum(sizes[:i]) for i in range(3)]
+        if all(packed):  # the usual case: no row padding, planes back to back
+            out = data[: sum(sizes)].reshape(height * 3 // 2, width)
+        else:
+            out = np.empty((height * 3 // 2, width), dtype=np.uint8)
+            flat = out.reshape(-1)
+            pos = 0
+            for plane in range(3):
+                src = np.lib.stride_tricks.as_strided(
+                    data[info.offset[plane] :],
+                    shape=(rows[plane], cols[plane]),
+                    strides=(info.stride[plane], 1),
+                    writeable=False,
+                )
+                flat[pos : pos + sizes[plane]].reshape(rows[plane], cols[plane])[:] = src
+                pos += sizes[plane]
+        frame = av.VideoFrame.from_ndarray(out, format="yuv420p")  # copies: safe to unmap after
     finally:
         buffer.unmap(mapped)
-    return av.VideoFrame.from_ndarray(out, format="yuv420p")
+    return frame
