@@ -35,7 +35,15 @@ def test_replay_processes_every_frame_in_order_and_stops_at_the_end(tmp_path):
     daemon = Daemon(config, stats_interval=0.5)
     try:
         messages = collect(sub, 40, until=lambda got: bool(got) and got[-1].seq == 39)
-        assert wait_for(lambda: (daemon.status("replay") or {}).get("state") == "stopped", 10)
+        # The camera stops once its last frame is in the slot, a moment before the worker
+        # has counted it: wait for a status line that shows both.
+        assert wait_for(
+            lambda: (
+                (daemon.status("replay") or {}).get("state") == "stopped"
+                and (daemon.status("replay") or {}).get("processed") == 40
+            ),
+            10,
+        ), daemon.status("replay")
         status = daemon.status("replay")
     finally:
         code, _ = daemon.stop()
