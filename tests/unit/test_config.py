@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streamd.config import load_config, redact_url, source_kind
+from streamd.config import load_config, source_kind
 from streamd.errors import ConfigError
 from tests.helpers import MODEL, VIDEO
 
@@ -23,9 +23,13 @@ def write(root: Path, daemon: dict | None = None, cameras: dict[str, object] | N
 
 
 def problems(path: Path) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    return info.value.problems
+    """Every problem: the daemon file's (raised) or the invalid camera files' (collected)."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return exc.problems
+    assert config.invalid, "expected a problem"
+    return config.problems()
 
 
 def test_valid_config_loads_with_defaults_and_resolves_relative_paths(tmp_path):
@@ -91,12 +95,10 @@ def test_duplicate_camera_ids_are_rejected(tmp_path):
     assert any("id: camera id 'x' is also used by" in line for line in lines)
 
 
-def test_source_kinds_and_password_redaction():
+def test_source_kinds():
     assert source_kind("rtsp://cam/1") == "rtsp"
     assert source_kind("/dev/video0") == "v4l2"
     assert source_kind("clip.mp4") == "file"
-    assert redact_url("rtsp://admin:s3cret@10.0.0.5:554/s") == "rtsp://admin:***@10.0.0.5:554/s"
-    assert redact_url("rtsp://10.0.0.5/s") == "rtsp://10.0.0.5/s"
 
 
 def test_http_listen_takes_host_port_or_bracketed_ipv6_and_defaults_to_loopback(tmp_path):
@@ -122,3 +124,125 @@ def test_a_gstreamer_pipeline_must_end_in_an_appsink_and_skips_the_file_check(tm
         write(tmp_path / "bad", cameras={"gate": {"url": "rtsp://h/x", "source": {"pipeline": bad}}})
     )
     assert any("gate.yaml: source.pipeline:" in line and "appsink" in line for line in lines)
+
+
+# --- bounds: hostile or broken files are refused quickly, and never echoed whole --------------
+
+
+def billion_laughs() -> str:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return "\n".join([*lines, "url: rtsp://127.0.0.1/x"]) + "\n"
+
+
+@pytest.mark.timeout(10)  # unbounded, this grew to ~3 GB and did not finish in 60 s
+def test_a_yaml_bomb_camera_file_is_refused_and_the_others_load(tmp_path):
+    import time  # noqa: PLC0415
+
+    path = write(tmp_path, cameras={"bomb": billion_laughs(), "door": {"url": "rtsp://127.0.0.1/d"}})
+    started = time.monotonic()
+    config = load_config(path)
+    took = time.monotonic() - started
+    print(f"\nYAML bomb refused in {took * 1000:.0f} ms")
+    assert list(config.cameras) == ["door"]
+    (line,) = config.invalid["bomb"].problems
+    assert "bomb.yaml: refused: expands to more than" in line
+
+
+def test_deep_nesting_and_huge_files_are_refused_naming_the_file(tmp_path):
+    path = write(tmp_path, cameras={"deep": "url: " + "[" * 5000, "big": "url: " + "x" * (2 * 1024 * 1024)})
+    config = load_config(path)
+    assert "deep.yaml: refused: nested more than" in config.invalid["deep"].problems[0]
+    assert "big.yaml: larger than 1024 KiB" in config.invalid["big"].problems[0]
+
+
+def test_a_long_wrong_value_is_shortened_in_the_error(tmp_path):
+    (line,) = problems(write(tmp_path, cameras={"door": {"url": "rtsp://h/s", "fps": "f" * 100_000}}))
+    assert len(line) < 300
+    assert "(100002 characters)" in line
+
+
+# --- key paths as the user wrote them ---------------------------------------------------------
+
+
+def test_errors_inside_sinks_name_the_yaml_path_not_pydantic_internals(tmp_path):
+    daemon = {
+        "models": {"default": {"path": str(MODEL), "family": "yolox"}},
+        "sinks": {"typo": {"type": "webhook", "url": "http://127.0.0.1:9/h", "retries": 3}},
+    }
+    lines = problems(write(tmp_path, daemon=daemon))
+    assert lines == [f"{tmp_path / 'streamd.yaml'}: sinks.typo.retries: unknown key"]
+    daemon["sinks"] = {"hook": {"type": "webhook", "url": "http://127.0.0.1:9/h"}}
+    cameras = {"door": {"url": "rtsp://h/s", "sinks": ["hook", {"name": "hook", "sendd": "all"}]}}
+    lines = problems(write(tmp_path / "cam", daemon=daemon, cameras=cameras))
+    assert lines == [f"{tmp_path / 'cam' / 'cameras' / 'door.yaml'}: sinks.1.sendd: unknown key"]
+
+
+# --- URLs, secrets and files: what run would reject, check-config rejects ----------------------
+
+
+def test_camera_urls_with_a_bad_port_host_or_scheme_are_errors_that_never_echo_the_password(tmp_path):
+    cameras = {
+        "port": {"url": "rtsp://user:pw@127.0.0.1:99999/x"},
+        "host": {"url": "rtsp://user:pw@:554/x"},
+        "scheme": {"url": "http://user:Sch3me@cam.local/video.mjpg"},
+    }
+    config = load_config(write(tmp_path, cameras=cameras))
+    lines = config.problems()
+    assert any("port.yaml: url: the port must be a number from 1 to 65535" in line for line in lines)
+    assert any("host.yaml: url: the URL has no host name" in line for line in lines)
+    assert any("scheme.yaml: url: unsupported URL scheme 'http'" in line for line in lines)
+    assert not any("pw" in line or "Sch3me" in line for line in lines)
+
+
+def test_sink_secrets_ca_files_env_vars_and_hosts_are_checked_when_loading(tmp_path, monkeypatch):
+    monkeypatch.delenv("STREAMD_TEST_UNSET", raising=False)
+    daemon = {
+        "models": {"default": {"path": str(MODEL), "family": "yolox"}},
+        "sinks": {
+            "nohost": {"type": "webhook", "url": "http:///hook"},
+            "nosecret": {"type": "webhook", "url": "http://127.0.0.1:9/h", "secret_file": "missing.secret"},
+            "noenv": {"type": "webhook", "url": "http://127.0.0.1:9/h", "secret_env": "STREAMD_TEST_UNSET"},
+            "noca": {"type": "mqtt", "tls": {"ca": "missing-ca.crt"}},
+            "nopass": {"type": "mqtt", "username": "u", "password_file": "missing.password"},
+        },
+    }
+    lines = problems(write(tmp_path, daemon=daemon))
+    joined = "\n".join(lines)
+    assert "sinks.nohost.url: the URL has no host name" in joined
+    assert f"sinks.nosecret.secret_file: cannot read {tmp_path / 'missing.secret'}" in joined
+    assert "sinks.noenv.secret_env: environment variable STREAMD_TEST_UNSET is not set" in joined
+    assert f"sinks.noca.tls.ca: cannot read {tmp_path / 'missing-ca.crt'}" in joined
+    assert "sinks.nopass.password_file: cannot read" in joined
+    assert len(lines) == 5
+
+
+def test_an_empty_tls_section_is_an_error_not_tls_off(tmp_path):
+    daemon = {"models": {"default": {"path": str(MODEL), "family": "yolox"}}}
+    path = write(tmp_path, daemon=daemon)
+    path.write_text(path.read_text() + "sinks:\n  broker:\n    type: mqtt\n    tls:\n")
+    (line,) = problems(path)
+    assert "sinks.broker: tls: is empty, which would leave TLS off" in line
+    path.write_text(path.read_text().replace("    tls:\n", "    tls: {}\n"))
+    assert load_config(path).daemon.sinks["broker"].tls is not None  # {}: TLS with the system's CAs
+
+
+def test_state_dir_defaults_to_systemds_state_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "lobby"))
+    assert load_config(write(tmp_path)).daemon.state_dir == tmp_path / "lobby"
+
+
+def test_one_invalid_camera_file_leaves_the_others_valid(tmp_path):
+    cameras = {"a": {"url": "rtsp://h/a"}, "b": "url: [unclosed\n", "c": {"url": "rtsp://h/c", "fps": -1}}
+    config = load_config(write(tmp_path, cameras=cameras))
+    assert sorted(config.cameras) == ["a"]
+    assert sorted(config.invalid) == ["b", "c"]
+    assert "b.yaml: invalid YAML" in config.invalid["b"].problems[0]
+
+
+def test_camera_files_are_checked_even_when_the_daemon_file_is_invalid(tmp_path):
+    daemon = {"models": {"default": {"path": str(MODEL), "family": "yolox"}}, "zmq": {"endpoint": "5556"}}
+    lines = problems(write(tmp_path, daemon=daemon, cameras={"door": {"url": "rtsp://h/s", "fpss": 1}}))
+    assert any("streamd.yaml: zmq.endpoint" in line for line in lines)
+    assert any("door.yaml: fpss: unknown key" in line for line in lines)
