@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from importlib import resources
 from typing import Any
 
@@ -25,8 +26,8 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 2)
 
 
-def frame_message(result: FrameResult) -> dict[str, Any]:
-    """The message as a dict of plain JSON values."""
+def frame_message(result: FrameResult, now: float | None = None) -> dict[str, Any]:
+    """The message as a dict of plain JSON values, its total latency measured at ``now`` (monotonic)."""
     det = result.detections
     n = len(det)
     if n:
@@ -47,6 +48,8 @@ def frame_message(result: FrameResult) -> dict[str, Any]:
     else:
         detections = []
     t = result.timings
+    # Measured here, in the sink's thread, so that the sink's queue counts in the total.
+    total = (time.monotonic() if now is None else now) - result.t_capture
     return {
         "schema": SCHEMA,
         "camera": result.camera,
@@ -59,7 +62,8 @@ def frame_message(result: FrameResult) -> dict[str, Any]:
             "wait": _ms(t.wait),
             "infer": _ms(t.infer),
             "track": _ms(t.track),
-            "total": _ms(t.total),
+            "queue": _ms(max(0.0, total - t.total)),
+            "total": _ms(total),
         },
         "detections": detections,
         # Stable for this frame across retries and restarts: receivers drop duplicates by it.

@@ -8,6 +8,7 @@ the latency histograms are observed per frame.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,8 +20,10 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from streamd import __version__
+from streamd.config import InvalidCamera
 from streamd.sinks import SinkRunner
 from streamd.sources import CameraState, CameraStats
+from streamd.supervise import Component, ComponentState
 from streamd.types import FrameResult
 
 __all__ = ["Metrics", "Sources"]
@@ -42,6 +45,7 @@ _CAMERA_COUNTERS = (  # metric name, CameraStats field, help
         "Frames over the camera's fps cap, never offered to detection.",
     ),
     ("streamd_camera_reconnects", "reconnects", "Times the camera was reconnected."),
+    ("streamd_camera_errors", "errors", "Frames that failed in preprocessing, tracking or publishing."),
 )
 _SINK_COUNTERS = (
     ("accepted", "results taken into the sink's queue or outbox"),
@@ -64,6 +68,8 @@ class Sources:
     cameras: Callable[[], Mapping[str, CameraStats]]
     sinks: Callable[[], Iterable[SinkRunner]]
     workers: Callable[[], Mapping[tuple[str, int], WorkerView]]  # by (model, index)
+    components: Callable[[], Mapping[str, Component]]
+    invalid: Callable[[], Mapping[str, InvalidCamera]]
 
 
 class _Collector(Collector):
@@ -111,9 +117,45 @@ class _Collector(Collector):
         for (model, index), worker in self._sources.workers().items():
             errors.add_metric([model, str(index)], worker.errors)
         yield errors
+        yield from self._components()
+        invalid = GaugeMetricFamily(
+            "streamd_camera_files_invalid", "Camera files that cannot run (their cameras are not running)."
+        )
+        invalid.add_metric([], len(self._sources.invalid()))
+        yield invalid
         info = GaugeMetricFamily("streamd_build_info", "streamd's version.", labels=["version"])
         info.add_metric([__version__], 1.0)
         yield info
+
+    def _components(self) -> Iterable[Metric]:
+        components = dict(self._sources.components())
+        failures = CounterMetricFamily(
+            "streamd_component_failures",
+            "Unexpected exceptions in a supervised thread.",
+            labels=["component"],
+        )
+        restarts = CounterMetricFamily(
+            "streamd_component_restarts",
+            "Restarts of a supervised thread after a failure.",
+            labels=["component"],
+        )
+        running = GaugeMetricFamily(
+            "streamd_component_running",
+            "1 while the thread runs (0: restarting or stopped).",
+            labels=["component"],
+        )
+        late = GaugeMetricFamily(
+            "streamd_component_late_seconds",
+            "Seconds the thread is past the time by which it promised progress (0 when on time).",
+            labels=["component"],
+        )
+        now = time.monotonic()
+        for name, component in components.items():
+            failures.add_metric([name], component.stats.failures)
+            restarts.add_metric([name], component.stats.restarts)
+            running.add_metric([name], 1.0 if component.stats.state is ComponentState.RUNNING else 0.0)
+            late.add_metric([name], round(component.late_by(now), 3))
+        yield from (failures, restarts, running, late)
 
 
 class Metrics:

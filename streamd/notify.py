@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 
 from streamd.log import get_logger
+from streamd.supervise import Component
 
 __all__ = ["Notifier", "Watchdog", "watchdog_interval"]
 
@@ -75,7 +76,9 @@ class Watchdog:
 
     ``healthy`` returns None when all is well, or why not; while it says why not,
     no keep-alive is sent, so systemd restarts the service once ``WatchdogSec``
-    has passed since the last one.
+    has passed since the last one. The loop is itself a supervised component: if it
+    wedged, keep-alives would stop and systemd would restart the daemon, which is the
+    safe way for it to fail.
     """
 
     def __init__(
@@ -90,21 +93,19 @@ class Watchdog:
         self._healthy = healthy
         self._status = status
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+        self.component = Component("watchdog", self._run, self._stop)
         self._stuck_reason: str | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        self.component.start()
 
     def stop(self) -> None:
         self._stop.set()
 
     def join(self, timeout: float) -> bool:
-        if self._thread.ident is not None:  # never started outside systemd
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self.component.join(timeout)
 
-    def beat(self) -> None:
+    def send_round(self) -> None:
         """One round: the status, and a keep-alive unless something is stuck."""
         reason = self._healthy()
         fields: dict[str, str | int] = {"STATUS": self._status()}
@@ -120,8 +121,7 @@ class Watchdog:
         self._notifier.send(**fields)
 
     def _run(self) -> None:
+        self.component.beat(self._period)
         while not self._stop.wait(self._period):
-            try:
-                self.beat()
-            except Exception:  # a bug here must not look like a wedged pipeline forever
-                _log.exception("watchdog round failed")
+            self.send_round()
+            self.component.beat(self._period)

@@ -55,7 +55,7 @@ class Timings:
     wait: float
     infer: float
     track: float
-    total: float
+    total: float  # capture to the tracked result; the message adds the sink's queue
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,10 @@
 """The inference worker: newest frames of its cameras in, FrameResults out to the sinks.
 
-One worker per model:
+One worker per inference session:
 
     take the newest unseen frame of up to max_batch cameras (round-robin)
     -> letterbox from YUV -> input tensor -> run the session -> decode + NMS
-    -> track each camera -> publish
+    -> each camera's route (tracking) -> publish
 
 Pipelined (the default on GPUs), a prep thread does the first three steps while
 the worker thread infers the previous batch; between them is a single-place
@@ -12,6 +12,12 @@ hand-over, so under overload frames are at most one inference older than without
 it, and when idle nothing waits at all. On a CPU the cores are already busy with
 inference, so pipelining there only adds that latency (measured: 8 cameras x 25 fps
 on 2 cores, same 40 fps processed, p50 latency 49 -> 96 ms); it is off.
+
+Faults: a frame that cannot be prepared or tracked is its camera's failure (counted,
+shown in /healthz, logged with the camera and the stage); the others in the batch go
+on. A batch whose inference fails is the worker's failure and is not progress: a
+model that fails on every frame makes the worker stuck, as a wedged one is. Each loop
+is a supervised component, restarted with backoff if anything else raises.
 """
 
 from __future__ import annotations
@@ -20,37 +26,18 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
-
-from streamd.config import CameraConfig, effective_fps
 from streamd.detect import Detector
-from streamd.detect.detector import Prepared
-from streamd.log import get_logger
+from streamd.detect.detector import Placed, Prepared
+from streamd.log import Throttle, get_logger
+from streamd.redact import redact
+from streamd.route import CameraRoute
 from streamd.slot import FrameBoard
-from streamd.sources import CameraStats
-from streamd.track import CameraTracker
-from streamd.types import Frame, FrameResult, Timings
+from streamd.supervise import Component
+from streamd.types import Frame, FrameResult
 
-__all__ = ["CameraRoute", "InferenceWorker"]
-
-
-@dataclass
-class CameraRoute:
-    """What the worker keeps per camera."""
-
-    config: CameraConfig
-    stats: CameraStats
-    class_ids: np.ndarray | None
-    tracker: CameraTracker | None = field(default=None)
-
-    def tracker_for(self) -> CameraTracker:
-        # Built at the first frame, when the stream's real rate is known.
-        if self.tracker is None:
-            fps = effective_fps(self.config, self.stats.stream_fps)
-            self.tracker = CameraTracker(self.config, self.class_ids, fps)
-        return self.tracker
+__all__ = ["InferenceWorker"]
 
 
 @dataclass(frozen=True)
@@ -74,36 +61,24 @@ class InferenceWorker:
     ) -> None:
         self.detector = detector
         self.board = board
+        self.name = f"{detector.name}-{index}"
         self._publish = publish
         self._routes: dict[str, CameraRoute] = {}
         self._idle_wait = idle_wait_s
         self._stop = threading.Event()
         self._handover: queue.Queue[_Batch] = queue.Queue(maxsize=1)
         self._log = get_logger(model=detector.name, worker=index)
-        suffix = f"-{index}" if index else ""
-        self._threads = (
-            [
-                threading.Thread(
-                    target=self._prepare_loop, name=f"prep-{detector.name}{suffix}", daemon=True
-                ),
-                threading.Thread(
-                    target=self._infer_loop, name=f"worker-{detector.name}{suffix}", daemon=True
-                ),
-            ]
-            if detector.pipeline
-            else [
-                threading.Thread(
-                    target=self._serial_loop, name=f"worker-{detector.name}{suffix}", daemon=True
-                )
-            ]
-        )
-        self._progress = [time.monotonic(), time.monotonic()]  # prep, infer
-        self.errors = 0
-
-    @property
-    def last_progress(self) -> float:
-        """Monotonic time both loops last went round: a watchdog's view of a wedged worker."""
-        return min(self._progress)
+        self._throttle = Throttle(60.0)
+        self.errors = 0  # batches whose inference failed
+        self.last_error: str | None = None
+        base, model = f"worker/{self.name}", detector.name
+        if detector.pipeline:
+            self._prep = Component(f"{base}/prep", self._prepare_loop, self._stop, model=model, worker=index)
+            self._infer = Component(f"{base}/infer", self._infer_loop, self._stop, model=model, worker=index)
+            self.components = [self._prep, self._infer]
+        else:
+            self._infer = Component(base, self._serial_loop, self._stop, model=model, worker=index)
+            self.components = [self._infer]
 
     def add_camera(self, route: CameraRoute) -> None:
         self._routes = {**self._routes, route.config.id: route}  # copy-on-write: loops read without a lock
@@ -123,110 +98,128 @@ class InferenceWorker:
             io_binding=self.detector.io_binding,
             pipeline=self.detector.pipeline,
         )
-        for thread in self._threads:
-            thread.start()
+        for component in self.components:
+            component.start()
 
     def stop(self) -> None:
         self._stop.set()
 
     def join(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in self._threads)
+        ended = [c.join(max(0.0, deadline - time.monotonic())) for c in self.components]  # join every one
+        return all(ended)
+
+    # --- the loops --------------------------------------------------------------------------
 
     def _take_and_prepare(self) -> _Batch | None:
         frames = self.board.take(self.detector.max_batch, self._idle_wait, self.detector.batch_wait_s)
-        self._progress[0] = time.monotonic()
         if not frames:
             return None
         t_take = time.monotonic()
-        try:
-            prepared = self.detector.prepare([f.picture for f in frames])
-        except Exception as exc:
-            self.errors += 1
-            self._log.exception("preprocessing failed", cameras=[f.camera for f in frames], error=repr(exc))
-            self.board.release([f.camera for f in frames])
+        kept: list[Frame] = []
+        placed: list[Placed] = []
+        for frame in frames:
+            try:
+                placed.append(self.detector.place(frame.picture, len(placed)))
+                kept.append(frame)
+            except Exception as exc:  # this camera's picture; the others go on
+                self.board.release([frame.camera])
+                self._camera_failed(frame.camera, "preprocessing", exc)
+        if not kept:
             return None
-        return _Batch(frames, prepared, t_take, time.monotonic())
+        try:
+            prepared = self.detector.stack(placed)
+        except Exception:
+            self.board.release([f.camera for f in kept])
+            raise
+        return _Batch(kept, prepared, t_take, time.monotonic())
 
     def _serial_loop(self) -> None:
         while not self._stop.is_set():
             batch = self._take_and_prepare()
-            if batch is not None:
-                self.process(batch)
-            self._progress[1] = time.monotonic()
-        self._log.info("worker stopped")
+            if batch is None or self.process(batch):
+                self._infer.beat()
 
     def _prepare_loop(self) -> None:
         while not self._stop.is_set():
             batch = self._take_and_prepare()
-            if batch is None:
-                continue
-            while not self._stop.is_set():
-                try:
-                    self._handover.put(batch, timeout=self._idle_wait)
-                    break
-                except queue.Full:
-                    continue
+            self._prep.beat()
+            if batch is not None and not self._hand_over(batch):
+                self.board.release([f.camera for f in batch.frames])  # stopped first: let the cameras go
+
+    def _hand_over(self, batch: _Batch) -> bool:
+        """Give a prepared batch to the infer loop; False when stopped first."""
+        while not self._stop.is_set():
+            try:
+                self._handover.put(batch, timeout=self._idle_wait)
+                return True
+            except queue.Full:
+                continue  # the infer loop is busy; its own progress tells if it is wedged
+        return False
 
     def _infer_loop(self) -> None:
         while not self._stop.is_set():
             try:
                 batch = self._handover.get(timeout=self._idle_wait)
             except queue.Empty:
-                self._progress[1] = time.monotonic()
+                self._infer.beat()
                 continue
-            self.process(batch)
-            self._progress[1] = time.monotonic()
-        self._log.info("worker stopped")
+            if self.process(batch):
+                self._infer.beat()
 
-    def process(self, batch: _Batch) -> None:
-        """Infer, track and publish one batch; a failure is logged with its cameras and counted."""
+    # --- one batch --------------------------------------------------------------------------
+
+    def process(self, batch: _Batch) -> bool:
+        """Infer, track and publish one batch; False when inference failed (no progress)."""
         try:
-            self._process(batch)
+            return self._process(batch)
         finally:
             self.board.release([f.camera for f in batch.frames])
 
-    def _process(self, batch: _Batch) -> None:
+    def _process(self, batch: _Batch) -> bool:
         t_start = time.monotonic()
         try:
             detections = self.detector.infer(batch.prepared)
         except Exception as exc:
-            self.errors += 1
-            self._log.exception("inference failed", cameras=[f.camera for f in batch.frames], error=repr(exc))
-            return
+            self._inference_failed(batch, exc)
+            return False
+        if self.last_error is not None:
+            self._log.info("inference works again", failed_batches=self.errors)
+            self.last_error = None
+            self._throttle.reset()
         t_inferred = time.monotonic()
         prep_s = batch.t_prepared - batch.t_take
         for frame, dets in zip(batch.frames, detections, strict=True):
             route = self._routes.get(frame.camera)
             if route is None:  # the camera was removed while its frame was in flight
                 continue
+            # in the slot, plus in the hand-over while the previous batch ran
+            wait = (batch.t_take - frame.t_ready) + (t_start - batch.t_prepared)
             try:
-                t_track = time.monotonic()
-                tracked = route.tracker_for().update(dets, frame.t_capture)
-                t_done = time.monotonic()
+                result = route.finish(frame, dets, wait, prep_s + (t_inferred - t_start))
             except Exception as exc:
-                self.errors += 1
-                self._log.exception("tracking failed", camera=frame.camera, error=repr(exc))
+                route.failed("tracking", exc)
                 continue
-            route.stats.processed += 1
-            self._publish(
-                FrameResult(
-                    camera=frame.camera,
-                    seq=frame.seq,
-                    ts=frame.ts,
-                    width=frame.width,
-                    height=frame.height,
-                    detections=tracked,
-                    timings=Timings(
-                        decode=frame.decode_s,
-                        # in the slot, plus in the hand-over while the previous batch ran
-                        wait=(batch.t_take - frame.t_ready) + (t_start - batch.t_prepared),
-                        infer=prep_s + (t_inferred - t_start),
-                        track=t_done - t_track,
-                        total=t_done - frame.t_capture,
-                    ),
-                    t_capture=frame.t_capture,
-                )
-            )
+            route.succeeded()
+            try:
+                self._publish(result)
+            except Exception as exc:
+                route.failed("publishing", exc)
+        return True
+
+    def _inference_failed(self, batch: _Batch, exc: Exception) -> None:
+        self.errors += 1
+        error = redact(f"{type(exc).__name__}: {exc}")
+        first = self.last_error is None
+        self.last_error = error
+        held = self._throttle.ready()
+        if held is not None:
+            (self._log.exception if first else self._log.error)(
+                "inference failed", cameras=[f.camera for f in batch.frames], error=error,
+                failed_batches=self.errors, repeats_not_logged=held,
+            )  # fmt: skip
+
+    def _camera_failed(self, camera: str, stage: str, exc: Exception) -> None:
+        route = self._routes.get(camera)
+        if route is not None:
+            route.failed(stage, exc)

@@ -94,8 +94,9 @@ def write_config(
     cameras: dict[str, dict[str, Any]],
     zmq_port: int,
     model: dict[str, Any] | None = None,
+    **daemon_keys: Any,
 ) -> Path:
-    """A streamd.yaml and camera files under ``root``; returns the streamd.yaml path."""
+    """A streamd.yaml (with ``daemon_keys`` added) and camera files under ``root``; the streamd.yaml path."""
     (root / "cameras").mkdir(parents=True, exist_ok=True)
     daemon = {
         "cameras_dir": "cameras",
@@ -104,6 +105,7 @@ def write_config(
         "zmq": {"endpoint": f"tcp://127.0.0.1:{zmq_port}"},
         "log": {"format": "json"},
         "http": {"listen": f"127.0.0.1:{free_port()}"},
+        **daemon_keys,
     }
     (root / "streamd.yaml").write_text(yaml.safe_dump(daemon))
     for cid, cam in cameras.items():

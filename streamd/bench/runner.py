@@ -27,8 +27,8 @@ from streamd.bench.ceiling import decode_ceiling, model_ceiling
 from streamd.bench.stats import Received, camera_report, timeline, total_report
 from streamd.client import Subscriber
 from streamd.config import ModelConfig
-from streamd.daemon import default_workers
 from streamd.detect.session import default_threads
+from streamd.loading import default_workers
 
 __all__ = ["BenchOptions", "machine_info", "run_bench"]
 

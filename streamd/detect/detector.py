@@ -21,9 +21,18 @@ from streamd.detect.session import create_session
 from streamd.errors import ModelError
 from streamd.picture import i420, to_bgr
 
-__all__ = ["Detector", "Image", "Prepared", "class_names_from_metadata"]
+__all__ = ["Detector", "Image", "Placed", "Prepared", "class_names_from_metadata"]
 
 Image = np.ndarray | av.VideoFrame  # BGR pixels, or a decoded picture (converted here, small)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """One image letterboxed onto a reusable canvas, and where it went."""
+
+    canvas: np.ndarray
+    box: Letterbox
+    source_hw: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,7 @@ class Detector:
                 f"{cfg.path}: {len(names)} class names for a model with {shape.class_count} classes"
             )
         self.name = name
+        self.path = cfg.path
         self.provider = provider
         self.family = family
         self.input_hw = shape.input_hw
@@ -135,6 +145,18 @@ class Detector:
         )
         return cls(name, session, provider, FAMILIES[cfg.family], cfg)
 
+    def warm_up(self) -> None:
+        """Run one inference on a blank picture; ModelError saying why when the model cannot run."""
+        blank = np.full((*self.input_hw, 3), 114, np.uint8)
+        try:
+            self.infer(self.prepare([blank]))
+        except Exception as exc:
+            h, w = self.input_hw
+            raise ModelError(
+                f"{self.path}: the model does not run on a {h}x{w} input: {type(exc).__name__}: {exc}"
+                " (for a model with a dynamic input size, check input_size)"
+            ) from exc
+
     def class_id(self, name: str) -> int | None:
         """The id of a class name, or None."""
         try:
@@ -149,34 +171,36 @@ class Detector:
             results.extend(self.infer(self.prepare(images[start : start + self.max_batch])))
         return results
 
-    def _place(self, image: Image, canvas: np.ndarray) -> tuple[np.ndarray, Letterbox, tuple[int, int]]:
+    def place(self, image: Image, index: int) -> Placed:
+        """Letterbox one image onto canvas ``index`` of the next batch (raises when the image is unusable).
+
+        Called by one thread at a time (the canvases are reused).
+        """
+        canvas = self._canvases[index]
         if isinstance(image, av.VideoFrame):
             source_hw = (image.height, image.width)
             planes = i420(image)
             if planes is not None:
                 placed, box = letterbox_i420(planes, self.input_hw, self.family.center, out=canvas)
-                return placed, box, source_hw
+                return Placed(placed, box, source_hw)
             image = to_bgr(image)
         placed, box = letterbox(image, self.input_hw, self.family.center, out=canvas)
-        return placed, box, (int(image.shape[0]), int(image.shape[1]))
+        return Placed(placed, box, (int(image.shape[0]), int(image.shape[1])))
+
+    def stack(self, placed: Sequence[Placed]) -> Prepared:
+        """One input tensor from placed images (a new array: the canvases can be reused at once)."""
+        if len(placed) > self.max_batch:
+            raise ValueError(f"{len(placed)} images for a batch of at most {self.max_batch}")
+        blob = cv2.dnn.blobFromImages(
+            [p.canvas for p in placed], scalefactor=self.family.scale, swapRB=self.family.rgb, crop=False
+        )
+        return Prepared(blob, [p.box for p in placed], [p.source_hw for p in placed])
 
     def prepare(self, images: Sequence[Image]) -> Prepared:
-        """Letterbox up to ``max_batch`` images into one input tensor.
-
-        Called by one thread at a time (it reuses its canvases); the tensor it returns is new.
-        """
+        """Letterbox up to ``max_batch`` images into one input tensor."""
         if len(images) > self.max_batch:
             raise ValueError(f"{len(images)} images for a batch of at most {self.max_batch}")
-        canvases, boxes, shapes = [], [], []
-        for image, canvas in zip(images, self._canvases, strict=False):
-            placed, box, source_hw = self._place(image, canvas)
-            canvases.append(placed)
-            boxes.append(box)
-            shapes.append(source_hw)
-        blob = cv2.dnn.blobFromImages(
-            canvases, scalefactor=self.family.scale, swapRB=self.family.rgb, crop=False
-        )
-        return Prepared(blob, boxes, shapes)
+        return self.stack([self.place(image, i) for i, image in enumerate(images)])
 
     def infer(self, prepared: Prepared) -> list[sv.Detections]:
         """Run the session on a prepared batch; detections in each source image's pixels."""

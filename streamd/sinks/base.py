@@ -11,6 +11,12 @@ Delivery policies:
   outbox (then it counts as accepted), whatever the sender is doing; the sender
   thread deletes rows only when the peer acknowledged them. After a restart the
   rest are sent, in order.
+
+Both threads are supervised components: a result that cannot be encoded is counted
+as failed and skipped; anything else that raises restarts the thread after a
+backoff, with what it held kept (the writer puts uncommitted results back). On
+stop, the writer commits everything offered so far, and at_most_once makes one
+last attempt to send what is in memory.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from streamd.backoff import Backoff
 from streamd.config import CameraSinkConfig, RetryConfig
-from streamd.log import get_logger
+from streamd.log import Throttle, get_logger
 from streamd.message import encode_frame
+from streamd.redact import redact
 from streamd.sinks.outbox import Outbox
-from streamd.sources.backoff import Backoff
+from streamd.supervise import Component
 from streamd.types import FrameResult
 
 __all__ = ["CameraFilter", "DeliveryError", "Item", "SinkRunner", "SinkStats", "Transport"]
@@ -39,6 +47,7 @@ class Item:
     camera: str
     payload: bytes
     row_id: int = 0  # outbox row, for at_least_once
+    queued: float = 0.0  # time.time() it was queued or committed, for the batch fill wait
 
 
 class DeliveryError(Exception):
@@ -61,6 +70,8 @@ class Transport(Protocol):
 
     name: str
     max_batch: int  # most items per send call
+    fill: int  # a send waits for this many items...
+    fill_wait_s: float  # ...for at most this long after the oldest was queued (0: never waits)
 
     def send(self, items: list[Item]) -> None:
         """Deliver every item, returning once the peer acknowledged them; DeliveryError otherwise."""
@@ -155,13 +166,17 @@ class SinkRunner:
         self._held: list[Item] = []  # at_most_once: the batch being retried
         self._refusals = 0
         self._log = get_logger(sink=transport.name)
-        self._threads = [threading.Thread(target=self._run, name=f"sink-{transport.name}", daemon=True)]
-        if outbox is not None:
-            self._threads = [
-                threading.Thread(target=self._run_writer, name=f"sink-{transport.name}-outbox", daemon=True),
-                threading.Thread(target=self._run_sender, name=f"sink-{transport.name}", daemon=True),
-            ]
+        self._encode_throttle = Throttle(60.0)
+        name = f"sink/{transport.name}"
+        if outbox is None:
+            self.sender = Component(name, self._run, self._stop, sink=transport.name)
+            self.components = [self.sender]
+        else:
+            self.writer = Component(f"{name}/outbox", self._run_writer, self._stop, sink=transport.name)
+            self.sender = Component(name, self._run_sender, self._stop, sink=transport.name)
+            self.components = [self.writer, self.sender]
         self._committed = threading.Event()  # the writer added rows: the sender may have work
+        self._closed = False
         if outbox is not None:
             self.stats.outbox = outbox.count
 
@@ -180,12 +195,15 @@ class SinkRunner:
             self._filters.pop(camera, None)
 
     def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
+        for component in self.components:
+            component.start()
 
     def offer(self, result: FrameResult) -> None:
         """Queue a result if its camera sends it here; never blocks (the oldest is dropped when full)."""
         with self._cond:
+            if self._stop.is_set():  # too late: counted, never silently lost
+                self.stats.dropped += 1
+                return
             filt = self._filters.get(result.camera)
             if filt is None and not self._accept_all:
                 return
@@ -206,67 +224,103 @@ class SinkRunner:
     def stop(self) -> None:
         self._stop.set()
         with self._cond:
-            self._cond.notify()
+            self._cond.notify_all()
 
     def join(self, timeout: float) -> bool:
+        """Wait for the threads, then close the transport and the outbox; True when all ended."""
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        done = not any(t.is_alive() for t in self._threads)
-        if done and self._outbox is not None:
-            self._outbox.close()
+        ended = [c.join(max(0.0, deadline - time.monotonic())) for c in self.components]  # join every one
+        done = all(ended)
+        if done and not self._closed:
+            self._closed = True
+            self._close_transport()
+            if self._outbox is not None:
+                self._outbox.close()
         return done
 
-    # --- the sink's thread ---------------------------------------------------------------------
+    # --- the sink's threads --------------------------------------------------------------------
 
     def _run(self) -> None:
         """at_most_once: one thread takes results from memory and sends them."""
+        while not self._stop.is_set():
+            self._hold(self._wait_for_work(backlog=self._held_due))
+            if time.monotonic() >= self._retry_at and self._batch_ready(self._held):
+                self._send_held()
+            self.sender.beat()
+        # Stopping: the workers are done, so this is the last of the results; one attempt.
+        with self._cond:
+            rest = list(self._queue)
+            self._queue.clear()
+        self._hold(rest)
+        while self._held and self._send_held(final=True):
+            pass
+        if self._held:  # the peer refused the last attempt: these are lost, and counted
+            self.stats.dropped += len(self._held)
+            self._held.clear()
+
+    def _held_due(self) -> float | None:
+        """When the at_most_once backlog wants sending (retry and batch fill waits), or None."""
+        if not self._held:
+            return None
+        fill_due = self._held[0].queued + self.transport.fill_wait_s - time.time() + time.monotonic()
+        return self._retry_at if self._batch_ready(self._held) else max(self._retry_at, fill_due)
+
+    def _hold(self, results: list[FrameResult]) -> None:
+        now = time.time()
+        self._held.extend(
+            Item(r.camera, p, queued=now) for r in results if (p := self._encode(r)) is not None
+        )
+        overflow = len(self._held) - self._size
+        if overflow > 0:  # still bounded while a peer is down
+            del self._held[:overflow]
+            self.stats.dropped += overflow
+
+    def _encode(self, result: FrameResult) -> bytes | None:
+        """The message of a result; None (counted as failed, logged) when it cannot be encoded."""
         try:
-            while not self._stop.is_set():
-                fresh = self._wait_for_work(backlog=lambda: bool(self._held))
-                self._held.extend(Item(r.camera, encode_frame(r)) for r in fresh)
-                overflow = len(self._held) - self._size
-                if overflow > 0:  # still bounded while a peer is down
-                    del self._held[:overflow]
-                    self.stats.dropped += overflow
-                if time.monotonic() >= self._retry_at:
-                    self._send_held()
-        except Exception:
-            self._log.exception("sink thread failed")
-        finally:
-            self._close_transport()
+            return encode_frame(result)
+        except Exception as exc:
+            self.stats.failed += 1
+            self.stats.last_error = redact(f"cannot encode a result of {result.camera}: {exc!r}")
+            held = self._encode_throttle.ready()
+            if held is not None:
+                self._log.exception("cannot encode a result; skipped", camera=result.camera,
+                                    repeats_not_logged=held)  # fmt: skip
+            return None
+
+    def _batch_ready(self, items: list[Item]) -> bool:
+        """Whether to send now: enough items, or the oldest has waited its fill time (or stopping)."""
+        transport = self.transport
+        if not items:
+            return False
+        if len(items) >= transport.fill or transport.fill_wait_s <= 0 or self._stop.is_set():
+            return True
+        return time.time() - items[0].queued >= transport.fill_wait_s
 
     def _run_writer(self) -> None:
         """at_least_once: commit results to the outbox as they come, never waiting on the peer."""
-        try:
-            while not self._stop.is_set():
-                self._commit(self._wait_for_work(backlog=lambda: False))
-        except Exception:
-            self._log.exception("outbox writer failed")
-        finally:
-            with self._cond:
-                rest = list(self._queue)
-                self._queue.clear()
-            self._commit(rest)  # what was offered before a clean stop is kept
+        while not self._stop.is_set():
+            self._commit(self._wait_for_work(backlog=lambda: None))
+            self.writer.beat()
+        with self._cond:
+            rest = list(self._queue)
+            self._queue.clear()
+        self._commit(rest)  # what was offered before a clean stop is kept
 
     def _run_sender(self) -> None:
         """at_least_once: send the oldest rows, delete them once acknowledged."""
         assert self._outbox is not None
-        try:
-            while not self._stop.is_set():
-                wait = self._retry_at - time.monotonic()
-                if wait > 0:
-                    self._stop.wait(min(wait, 0.5))
-                    continue
-                if not self._outbox.count:
-                    self._committed.wait(0.5)
-                    self._committed.clear()
-                    continue
-                self._send_from_outbox()
-        except Exception:
-            self._log.exception("sink sender failed")
-        finally:
-            self._close_transport()
+        while not self._stop.is_set():
+            self.sender.beat(max(0.0, self._retry_at - time.monotonic()))
+            wait = self._retry_at - time.monotonic()
+            if wait > 0:
+                self._stop.wait(min(wait, 0.5))
+                continue
+            if not self._outbox.count:
+                self._committed.wait(0.5)
+                self._committed.clear()
+                continue
+            self._send_from_outbox()
 
     def _close_transport(self) -> None:
         try:
@@ -274,7 +328,8 @@ class SinkRunner:
         except Exception as exc:
             self._log.warning("sink close failed", error=repr(exc))
 
-    def _wait_for_work(self, backlog: Callable[[], bool]) -> list[FrameResult]:
+    def _wait_for_work(self, backlog: Callable[[], float | None]) -> list[FrameResult]:
+        """New results, once there are some, or the backlog is due (monotonic time), or on stop."""
         with self._cond:
             while True:
                 now = time.monotonic()
@@ -282,15 +337,14 @@ class SinkRunner:
                     result = filt.due(now)
                     if result is not None:
                         self._enqueue(result)
-                have_backlog = backlog()
-                ready_to_send = have_backlog and now >= self._retry_at
-                if self._queue or ready_to_send or self._stop.is_set():
+                due = backlog()
+                if self._queue or (due is not None and now >= due) or self._stop.is_set():
                     fresh = list(self._queue)
                     self._queue.clear()
                     return fresh
                 deadlines = [d for d in (f.next_due() for f in self._filters.values()) if d is not None]
-                if have_backlog:
-                    deadlines.append(self._retry_at)
+                if due is not None:
+                    deadlines.append(due)
                 timeout = min([0.5, *[max(d - now, 0.001) for d in deadlines]])
                 self._cond.wait(timeout)
 
@@ -298,7 +352,18 @@ class SinkRunner:
         assert self._outbox is not None
         if not results:
             return
-        dropped = self._outbox.add([(r.camera, encode_frame(r)) for r in results])
+        encoded = [(r.camera, p) for r in results if (p := self._encode(r)) is not None]
+        try:
+            dropped = self._outbox.add(encoded)
+        except Exception:
+            # Not committed: put them back in front, so a restart of the writer commits them.
+            with self._cond:
+                self._queue.extendleft(reversed(results))
+                overflow = len(self._queue) - self._size
+                for _ in range(max(0, overflow)):
+                    self._queue.popleft()
+                    self.stats.dropped += 1
+            raise
         self.stats.accepted += len(results)
         self.stats.outbox = self._outbox.count
         self._committed.set()
@@ -310,32 +375,36 @@ class SinkRunner:
     def _send_from_outbox(self) -> None:
         assert self._outbox is not None
         rows = self._outbox.peek(0, self.transport.max_batch)
-        if not rows:
+        items = [Item(r.camera, r.payload, r.id, r.created) for r in rows]
+        if not self._batch_ready(items):
+            if items:  # wait for the batch to fill, or its oldest to have waited long enough
+                self._stop.wait(max(0.001, items[0].queued + self.transport.fill_wait_s - time.time()))
             return
-        items = [Item(r.camera, r.payload, r.id) for r in rows]
         acked, gave_up = self._attempt(items)
         self._outbox.remove([i.row_id for i in items[: acked + gave_up]])
         self.stats.outbox = self._outbox.count
 
-    def _send_held(self) -> None:
+    def _send_held(self, final: bool = False) -> bool:
+        """Send the oldest held batch; True when some of it was acknowledged or given up."""
         if not self._held:
-            return
+            return False
         items = self._held[: self.transport.max_batch]
-        acked, gave_up = self._attempt(items)
+        acked, gave_up = self._attempt(items, log=not final)
         del self._held[: acked + gave_up]
+        return acked + gave_up > 0
 
-    def _attempt(self, items: list[Item]) -> tuple[int, int]:
+    def _attempt(self, items: list[Item], log: bool = True) -> tuple[int, int]:
         """Send; returns (acknowledged, given up) counted from the start of ``items``."""
         try:
             self.transport.send(items)
         except DeliveryError as exc:
             self.stats.delivered += exc.acked
-            self.stats.last_error = str(exc)
+            self.stats.last_error = redact(str(exc))
             if exc.retry:
                 self.stats.retried += 1
                 delay = max(self._backoff.next(), exc.retry_after or 0.0)
                 self._retry_at = time.monotonic() + delay
-                if self._backoff.attempts in (1, 2) or self._backoff.attempts % 10 == 0:
+                if log and (self._backoff.attempts in (1, 2) or self._backoff.attempts % 10 == 0):
                     self._log.warning(
                         "delivery failed; will retry",
                         error=str(exc),
@@ -356,7 +425,7 @@ class SinkRunner:
             return exc.acked, 1
         except Exception as exc:  # a transport bug: keep the data, back off, tell
             self.stats.retried += 1
-            self.stats.last_error = repr(exc)
+            self.stats.last_error = redact(repr(exc))
             self._retry_at = time.monotonic() + self._backoff.next()
             self._log.exception("delivery raised unexpectedly", error=repr(exc))
             return 0, 0

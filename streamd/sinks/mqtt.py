@@ -9,12 +9,12 @@ import threading
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from streamd.config import MqttSinkConfig
-from streamd.log import get_logger
+from streamd.config import MqttSinkConfig, read_secret
+from streamd.log import Throttle, get_logger
+from streamd.redact import redact
 from streamd.sinks.base import DeliveryError, Item
-from streamd.sinks.secrets import read_secret
 
 __all__ = ["MqttTransport"]
 
@@ -22,6 +22,23 @@ _ACK_TIMEOUT_S = 10.0
 # MQTT 5 failure reason codes worth retrying: unspecified, server busy, quota exceeded.
 # Others (not authorized, topic name invalid, packet too large, ...) will not change.
 _TRANSIENT = {0x80, 0x89, 0x97}
+
+
+class _Client(mqtt.Client):
+    """paho's client, remembering why the last connection attempt failed.
+
+    paho's network thread catches the OSError of a failed (re)connect and only calls
+    ``on_connect_fail`` with no reason; a TLS error or a refused port would go unseen.
+    """
+
+    last_connect_error: str | None = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            self.last_connect_error = redact(f"{type(exc).__name__}: {exc}")
+            raise
 
 
 class MqttTransport:
@@ -34,12 +51,15 @@ class MqttTransport:
     def __init__(self, name: str, cfg: MqttSinkConfig, where: str) -> None:
         self.name = name
         self.max_batch = cfg.max_inflight
+        self.fill = 1
+        self.fill_wait_s = 0.0
         self._cfg = cfg
         self._log = get_logger(sink=name)
         self._connected = threading.Event()
         self._closing = False
         v5 = cfg.protocol == "5"
-        self._client = mqtt.Client(
+        self._connect_throttle = Throttle(60.0)
+        self._client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -63,15 +83,26 @@ class MqttTransport:
         self._client.on_publish = self._on_publish
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.reconnect_delay_set(max(1, round(cfg.retry.initial_s)), max(1, round(cfg.retry.max_s)))
         port = cfg.port or (8883 if cfg.tls is not None else 1883)
         self._client.connect_async(cfg.host, port, keepalive=cfg.keepalive_s)
         self._client.loop_start()
 
+    def _on_connect_fail(self, client: mqtt.Client, _userdata: Any) -> None:
+        held = self._connect_throttle.ready()
+        if held is not None:
+            error = self._client.last_connect_error
+            self._log.warning("mqtt cannot connect", host=self._cfg.host, error=error,
+                              attempts_not_logged=held)  # fmt: skip
+
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
+            self._client.last_connect_error = f"the broker refused the connection: {reason}"
             self._log.warning("mqtt connection refused", reason=str(reason))
             return
+        self._client.last_connect_error = None
+        self._connect_throttle.reset()
         # An MQTT 5 broker says how many QoS 1/2 messages it takes unacknowledged (mosquitto:
         # 20). paho ignores it and also ignores the "quota exceeded" PUBREC that the broker then
         # sends at QoS 2, reporting the dropped message as delivered. So never publish more at
@@ -107,7 +138,8 @@ class MqttTransport:
 
     def send(self, items: list[Item]) -> None:
         if not self._connected.is_set():
-            raise DeliveryError("not connected to the broker", retry=True)
+            reason = self._client.last_connect_error
+            raise DeliveryError(f"not connected to the broker{f': {reason}' if reason else ''}", retry=True)
         infos: list[mqtt.MQTTMessageInfo] = []
         for item in items:
             topic = self._cfg.topic.format(camera=item.camera)

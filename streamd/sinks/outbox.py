@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamd.config import OutboxConfig
+from streamd.files import private_file
 
 __all__ = ["Outbox", "Row"]
 
@@ -35,13 +36,14 @@ class Row:
     id: int
     camera: str
     payload: bytes
+    created: float  # time.time() it was committed
 
 
 class Outbox:
     """Rows waiting for delivery, oldest first."""
 
     def __init__(self, path: Path, bounds: OutboxConfig) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)  # 0600 in a 0700 folder; SQLite gives its -wal and -shm files the same mode
         self.path = path
         self._bounds = bounds
         self._lock = threading.Lock()
@@ -104,9 +106,10 @@ class Outbox:
         """The oldest rows with an id above ``after_id``."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, camera, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+                "SELECT id, camera, payload, created FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
             ).fetchall()
-        return [Row(i, c, bytes(p)) for i, c, p in rows]
+        return [Row(i, c, bytes(p), t) for i, c, p, t in rows]
 
     def remove(self, ids: Sequence[int]) -> None:
         """Delete acknowledged rows."""

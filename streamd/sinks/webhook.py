@@ -19,9 +19,8 @@ import time
 import httpx
 import orjson
 
-from streamd.config import WebhookSinkConfig
+from streamd.config import WebhookSinkConfig, read_secret
 from streamd.sinks.base import DeliveryError, Item
-from streamd.sinks.secrets import read_secret
 
 __all__ = ["WebhookTransport", "sign"]
 
@@ -50,6 +49,9 @@ class WebhookTransport:
     def __init__(self, name: str, cfg: WebhookSinkConfig, where: str) -> None:
         self.name = name
         self.max_batch = cfg.batch_max * 8
+        # Wait up to batch_wait_s for a full request of batch_max messages.
+        self.fill = cfg.batch_max
+        self.fill_wait_s = cfg.batch_wait_s
         self._cfg = cfg
         secret = read_secret(f"{where}: sinks.{name}", cfg.secret_file, cfg.secret_env)
         self._secret = secret.encode() if secret else None

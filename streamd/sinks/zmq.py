@@ -16,6 +16,8 @@ class ZmqTransport:
 
     name = "zmq"
     max_batch = 256
+    fill = 1
+    fill_wait_s = 0.0
 
     def __init__(self, config: ZmqConfig, context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
         self._context = context or zmq.Context.instance()

@@ -1,5 +1,10 @@
 """The camera thread: open, read, hand the newest picture to the worker, reconnect forever.
 
+The thread is a supervised ``Component``: a source failure (refused, hung, ended) is
+an expected event handled here with a reconnect; anything else a bug or a broken
+library raises is caught by the supervisor, logged, counted as a reconnect, and the
+camera starts again after a backoff.
+
 States and the transitions allowed between them:
 
     CONNECTING  -> STREAMING | RECONNECTING | STOPPED
@@ -16,12 +21,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from streamd.config import CameraConfig, redact_url, source_kind
+from streamd.backoff import Backoff
+from streamd.config import CameraConfig, source_kind
 from streamd.errors import SourceError
 from streamd.log import get_logger
+from streamd.redact import redact
 from streamd.slot import Slot
-from streamd.sources.backoff import Backoff
 from streamd.sources.source import Source, open_source
+from streamd.supervise import Component
 from streamd.types import Frame
 
 __all__ = ["Camera", "CameraState", "CameraStats", "FpsCap"]
@@ -54,11 +61,10 @@ class CameraStats:
     dropped: int = 0  # camera thread (under the board lock): overwritten before the worker took it
     processed: int = 0  # worker
     reconnects: int = 0  # camera thread
+    errors: int = 0  # worker: frames that failed in preprocessing or tracking
+    processing_error: str | None = None  # worker: why the last frame failed; None once one succeeds
     last_frame: float | None = None  # monotonic time of the last decoded picture
     stream_fps: float | None = None
-    # Monotonic time by which the camera thread will have done something again (its open,
-    # read and backoff timeouts): past it, the thread is wedged. Read by the watchdog.
-    deadline: float = float("inf")
 
 
 class FpsCap:
@@ -96,9 +102,17 @@ class Camera:
         self._stop = threading.Event()
         self._seq = 0
         self._log = get_logger(camera=config.id)
-        self._thread = threading.Thread(target=self._run, name=f"camera-{config.id}", daemon=True)
         reconnect = config.source.reconnect
         self._backoff = Backoff(reconnect.initial_s, reconnect.max_s, reconnect.multiplier)
+        self.component = Component(
+            f"camera/{config.id}",
+            self._run,
+            self._stop,
+            on_failure=self._crashed,
+            on_exit=self._exited,
+            backoff=Backoff(reconnect.initial_s, reconnect.max_s, reconnect.multiplier),
+            camera=config.id,
+        )
         self._cap = FpsCap(config.fps)
         # Replaying a file as fast as possible waits for the worker instead of dropping.
         replay = source_kind(config.url) == "file" and not config.source.realtime
@@ -109,7 +123,7 @@ class Camera:
         return self.config.id
 
     def start(self) -> None:
-        self._thread.start()
+        self.component.start()
 
     def stop(self) -> None:
         """Ask the thread to stop; it notices within its read timeout at worst."""
@@ -117,17 +131,11 @@ class Camera:
 
     def join(self, timeout: float) -> bool:
         """Wait for the thread; True when it ended."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self.component.join(timeout)
 
     def _promise(self, seconds: float) -> None:
-        self.stats.deadline = time.monotonic() + seconds
-
-    def wedged_for(self, now: float) -> float:
-        """Seconds the thread is past its own deadline (0 when on time, stopped or asked to stop)."""
-        if self._stop.is_set() or not self._thread.is_alive():
-            return 0.0
-        return max(0.0, now - self.stats.deadline)
+        """Tell the supervisor when this thread will next show progress (its own timeouts)."""
+        self.component.beat(seconds)
 
     def _set_state(self, state: CameraState, error: str | None = None) -> None:
         current = self.stats.state
@@ -141,27 +149,29 @@ class Camera:
             self.stats.last_error = error
 
     def _run(self) -> None:
-        url = redact_url(self.config.url)
-        self._log.info("camera starting", url=url)
-        try:
-            while not self._stop.is_set():
-                error = self._read_once()
-                if error is None:  # stopped, or a file that does not loop has ended
-                    break
-                self.stats.reconnects += 1
-                delay = self._backoff.next()
-                self._set_state(CameraState.RECONNECTING, error)
-                self._log_failure(error, delay)
-                self._promise(delay)
-                if self._stop.wait(delay):
-                    break
-                self._set_state(CameraState.CONNECTING)
-        except Exception:  # a bug must not pass silently, nor kill other cameras
-            self._log.exception("camera thread failed")
-            self.stats.last_error = "internal error (see log)"
-        finally:
-            self._set_state(CameraState.STOPPED)
-            self._log.info("camera stopped")
+        self._set_state(CameraState.CONNECTING)
+        self._log.info("camera starting", url=redact(self.config.url))
+        while not self._stop.is_set():
+            error = self._read_once()
+            if error is None:  # stopped, or a file that does not loop has ended
+                break
+            self.stats.reconnects += 1
+            delay = self._backoff.next()
+            self._set_state(CameraState.RECONNECTING, error)
+            self._log_failure(error, delay)
+            self._promise(delay)
+            if self._stop.wait(delay):
+                break
+            self._set_state(CameraState.CONNECTING)
+
+    def _crashed(self, error: str) -> None:
+        """The supervisor caught an unexpected exception: the camera reconnects after its backoff."""
+        self.stats.reconnects += 1
+        self._set_state(CameraState.RECONNECTING, f"internal error: {error}")
+
+    def _exited(self) -> None:
+        self._set_state(CameraState.STOPPED)
+        self._log.info("camera stopped")
 
     def _log_failure(self, error: str, delay: float) -> None:
         # Log every change of reason, then at a slowing rate while a camera stays down:
@@ -180,11 +190,11 @@ class Camera:
         try:
             stream = self._open(self.config)
         except SourceError as exc:
-            return str(exc)
+            return redact(str(exc))
         try:
             self._read(stream)
         except SourceError as exc:
-            return str(exc)
+            return redact(str(exc))
         finally:
             # Closing an RTSP session sends TEARDOWN, which a hung server never answers:
             # close in the background so that it delays neither the report nor the retry.

@@ -22,8 +22,9 @@ from typing import Any
 import av
 import numpy as np
 
-from streamd.config import CameraConfig, redact_url
+from streamd.config import CameraConfig
 from streamd.errors import ConfigError, SourceError
+from streamd.redact import redact
 from streamd.sources.pyav import Picture
 
 __all__ = ["GstStream", "check_pipeline"]
@@ -101,11 +102,20 @@ class GstStream:
     def __init__(self, camera: CameraConfig) -> None:
         g = _modules()
         self._camera = camera
-        self._where = redact_url(camera.url)
+        self._where = redact(camera.url)
         try:
             self._pipeline = g.gst.parse_launch(_description(camera))
         except Exception as exc:
-            raise SourceError(f"bad pipeline: {getattr(exc, 'message', exc)}") from exc
+            raise SourceError(redact(f"bad pipeline: {getattr(exc, 'message', exc)}")) from exc
+        # From here on the pipeline holds sockets and threads: every way out but success
+        # sets it to NULL, or each failed retry would leak one.
+        try:
+            self._start(g, camera)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, g: _Bindings, camera: CameraConfig) -> None:
         self._sink = _appsink(self._pipeline)
         if self._sink is None:
             raise SourceError("the pipeline has no appsink")
@@ -118,12 +128,10 @@ class GstStream:
         self._bus = self._pipeline.get_bus()
         if self._pipeline.set_state(g.gst.State.PLAYING) == g.gst.StateChangeReturn.FAILURE:
             error = self._bus_error() or "the pipeline did not start"
-            self.close()
             raise SourceError(f"cannot open {self._where}: {error}")
         # The first picture tells the size and the rate; wait for it as long as an open may take.
         self._first = self._pull(camera.source.open_timeout_s, threading.Event())
         if self._first is None:
-            self.close()
             raise SourceError(f"cannot open {self._where}: no picture within the open timeout")
         self.fps = self._rate(self._first[0])
 
@@ -139,7 +147,7 @@ class GstStream:
         if message.type == g.gst.MessageType.EOS:
             return "stream ended"
         error, _debug = message.parse_error()
-        return f"{message.src.get_name()}: {error.message}"
+        return redact(f"{message.src.get_name()}: {error.message}")
 
     def _pull(self, timeout_s: float, stop: threading.Event) -> tuple[Any, float, float] | None:
         """The next sample with its arrival times, or None on stop or when ``timeout_s`` passed."""
@@ -177,38 +185,32 @@ class GstStream:
 
 
 def _to_picture(sample: Any) -> av.VideoFrame:
-    """An I420 sample as a contiguous yuv420p ``av.VideoFrame`` (GStreamer may pad rows)."""
+    """An I420 sample as a yuv420p ``av.VideoFrame``, copied plane by plane.
+
+    GStreamer may pad rows and place planes apart, and odd sizes have chroma planes of
+    (w + 1) / 2 by (h + 1) / 2; PyAV allocates the frame with its own strides and each
+    plane is copied into it once.
+    """
     g = _modules()
     info = g.video.VideoInfo.new_from_caps(sample.get_caps())
     if info.finfo.format != g.video.VideoFormat.I420:
         raise SourceError(f"the appsink must get I420 pictures, got {info.finfo.name}")
-    width, height = info.width, info.height
+    frame = av.VideoFrame(info.width, info.height, "yuv420p")
     buffer = sample.get_buffer()
     ok, mapped = buffer.map(g.gst.MapFlags.READ)
     if not ok:
         raise SourceError("cannot read a picture buffer")
     try:
         data = np.frombuffer(mapped.data, dtype=np.uint8)
-        rows = [height, height // 2, height // 2]
-        cols = [width, width // 2, width // 2]
-        sizes = [r * c for r, c in zip(rows, cols, strict=True)]
-        packed = [info.stride[i] == cols[i] and info.offset[i] == sum(sizes[:i]) for i in range(3)]
-        if all(packed):  # the usual case: no row padding, planes back to back
-            out = data[: sum(sizes)].reshape(height * 3 // 2, width)
-        else:
-            out = np.empty((height * 3 // 2, width), dtype=np.uint8)
-            flat = out.reshape(-1)
-            pos = 0
-            for plane in range(3):
-                src = np.lib.stride_tricks.as_strided(
-                    data[info.offset[plane] :],
-                    shape=(rows[plane], cols[plane]),
-                    strides=(info.stride[plane], 1),
-                    writeable=False,
-                )
-                flat[pos : pos + sizes[plane]].reshape(rows[plane], cols[plane])[:] = src
-                pos += sizes[plane]
-        frame = av.VideoFrame.from_ndarray(out, format="yuv420p")  # copies: safe to unmap after
+        for index, plane in enumerate(frame.planes):
+            rows, cols = plane.height, plane.width
+            src = np.lib.stride_tricks.as_strided(
+                data[info.offset[index] :],
+                shape=(rows, cols),
+                strides=(info.stride[index], 1),
+                writeable=False,
+            )
+            np.frombuffer(memoryview(plane), np.uint8).reshape(rows, plane.line_size)[:, :cols] = src
     finally:
         buffer.unmap(mapped)
     return frame

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import av
 
-from streamd.config import CameraConfig, redact_url, source_kind
+from streamd.config import CameraConfig, source_kind
 from streamd.errors import SourceError
+from streamd.redact import redact
 
 __all__ = ["Picture", "Stream", "open_stream"]
 
@@ -164,8 +165,8 @@ def open_stream(camera: CameraConfig) -> Stream:
             path = Path(camera.url.removeprefix("file://"))
             container = av.open(str(path), options=dict(src.options))
     except (av.FFmpegError, OSError) as exc:
-        raise SourceError(f"cannot open {redact_url(camera.url)}: {_describe(exc)}") from exc
+        raise SourceError(f"cannot open {redact(camera.url)}: {_describe(exc)}") from exc
     if not container.streams.video:
         container.close()
-        raise SourceError(f"{redact_url(camera.url)} has no video stream")
+        raise SourceError(f"{redact(camera.url)} has no video stream")
     return Stream(container, camera, live=kind != "file")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import av
@@ -11,16 +10,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from streamd.config import CameraConfig, ModelConfig
+from streamd.config import ModelConfig
 from streamd.detect import Detector
 from streamd.detect.families import anchor_count
 from streamd.detect.session import gpu_usable, requested_providers
 from streamd.errors import ModelError
 from streamd.picture import to_bgr
-from streamd.slot import FrameBoard
-from streamd.sources import CameraStats
-from streamd.types import Frame
-from streamd.worker import CameraRoute, InferenceWorker
 from tests.helpers import MODEL, VIDEO
 
 
@@ -140,44 +135,6 @@ def test_io_binding_gives_the_same_detections_as_a_plain_run(tmp_path):
     for a, b in zip(plain.detect(images), bound.detect(images), strict=True):
         np.testing.assert_array_equal(a.xyxy, b.xyxy)
         np.testing.assert_array_equal(a.class_id, b.class_id)
-
-
-def test_worker_infers_the_newest_frames_of_several_cameras_in_one_batch(tmp_path):
-    path = tmp_path / "custom.onnx"
-    build_ultralytics_model(path)
-    detector = Detector.from_config(
-        "custom", ModelConfig(path=path, family="yolov8", max_batch=8, batch_wait_s=0.2)
-    )
-    shapes = []
-    real_run = detector._session.run
-    detector._session.run = lambda *a, **k: shapes.append(a[1]["images"].shape[0]) or real_run(*a, **k)
-    board: FrameBoard[Frame] = FrameBoard()
-    published: list = []
-    worker = InferenceWorker(detector, board, published.append)
-    slots = {}
-    for cid in ("a", "b", "c"):
-        camera = CameraConfig(
-            id=cid, url="rtsp://127.0.0.1/x", tracker={"enabled": False}, min_confidence=0.5
-        )
-        stats = CameraStats()
-        slots[cid] = board.add(cid, lambda: None)
-        worker.add_camera(CameraRoute(camera, stats, class_ids=None))
-    picture = av.VideoFrame.from_ndarray(np.zeros((64, 128, 3), np.uint8), format="bgr24")
-    worker.start()
-    try:
-        now = time.monotonic()
-        for i, cid in enumerate(("a", "b", "c")):
-            slots[cid].put(Frame(cid, i, time.time(), now, 0.001, now, picture))
-            time.sleep(0.02)  # cameras arrive a little apart; batch_wait_s gathers them
-        deadline = time.monotonic() + 5
-        while len(published) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        worker.stop()
-        worker.join(2)
-    assert shapes == [3]
-    assert sorted(r.camera for r in published) == ["a", "b", "c"]
-    assert all(r.detections.tracker_id is None and len(r.detections) == 1 for r in published)
 
 
 def test_tensorrt_asks_for_fp16_and_an_engine_cache(tmp_path):

@@ -55,11 +55,61 @@ def test_gstreamer_pipeline_camera_publishes_tracked_people_and_reconnects(tmp_p
         server.kill()
 
 
-def test_a_pipeline_with_an_unknown_element_fails_at_start_naming_the_key(tmp_path):
+def test_a_pipeline_with_an_unknown_element_is_an_error_naming_the_key(tmp_path):
     pipeline = "rtspsrc location={url} ! rtph264depay ! nvv4l2decoder ! nvvidconv ! appsink name=streamd"
     config = write_config(tmp_path, {"gate": {"url": "rtsp://127.0.0.1:9/x", "source": {"pipeline": pipeline}}},
                           free_port())  # fmt: skip
-    done = subprocess.run([sys.executable, "-m", "streamd", "run", "--config", str(config)],
-                          check=False, capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
-    assert done.returncode == 1
-    assert "gate.yaml: source.pipeline:" in done.stderr and "nvv4l2decoder" in done.stderr
+    for command in (["check-config"], ["run", "--strict"]):
+        done = subprocess.run([sys.executable, "-m", "streamd", *command, "--config", str(config)],
+                              check=False, capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
+        assert done.returncode == 1, command
+        assert "gate.yaml: source.pipeline:" in done.stderr and "nvv4l2decoder" in done.stderr
+
+
+def _fds_and_threads() -> tuple[int, int]:
+    import gc  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    gc.collect()
+    return len(os.listdir("/proc/self/fd")), len(os.listdir("/proc/self/task"))
+
+
+def test_a_pipeline_that_fails_to_open_is_released_every_time():
+    from streamd.config import CameraConfig  # noqa: PLC0415
+    from streamd.errors import SourceError  # noqa: PLC0415
+    from streamd.sources.gst import GstStream  # noqa: PLC0415
+
+    camera = CameraConfig.model_validate({
+        "id": "gate", "url": f"rtsp://127.0.0.1:{free_port()}/x",  # nothing listens
+        "source": {"pipeline": SOFTWARE_PIPELINE, "open_timeout_s": 1.0},
+    })  # fmt: skip
+    counts = []
+    for _ in range(10):
+        with pytest.raises(SourceError, match="Could not open resource"):
+            GstStream(camera)
+        counts.append(_fds_and_threads())
+    # Before: every failed open left its pipeline PLAYING: +2 descriptors and +1 thread a retry.
+    assert counts[-1][0] <= counts[0][0] + 1 and counts[-1][1] <= counts[0][1] + 1, counts
+
+
+def test_pictures_of_odd_sizes_come_through_whole():
+    import threading  # noqa: PLC0415
+
+    from streamd.config import CameraConfig  # noqa: PLC0415
+    from streamd.errors import SourceError  # noqa: PLC0415
+    from streamd.picture import to_bgr  # noqa: PLC0415
+    from streamd.sources.gst import GstStream  # noqa: PLC0415
+
+    pipeline = "videotestsrc num-buffers=3 ! video/x-raw,format=I420,width=321,height=241 ! appsink name=streamd"
+    stream = GstStream(CameraConfig.model_validate({"id": "odd", "url": "test://", "source": {"pipeline": pipeline}}))
+    pictures = []
+    try:
+        with pytest.raises(SourceError, match="stream ended"):
+            for picture in stream.pictures(threading.Event()):
+                pictures.append(picture.picture)
+    finally:
+        stream.close()
+    assert [(p.width, p.height) for p in pictures] == [(321, 241)] * 3
+    bgr = to_bgr(pictures[0])
+    assert bgr.shape == (241, 321, 3)
+    assert bgr[:, -1].std() > 0  # the last column holds the test pattern, not padding

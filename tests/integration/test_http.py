@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -109,9 +110,9 @@ def test_status_server_listens_on_ipv6_loopback():
 
     from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
-    from streamd.httpapi import StatusServer  # noqa: PLC0415
+    from streamd.http import HttpServer, Routes  # noqa: PLC0415
 
-    server = StatusServer("[::1]:0", lambda: (True, {"status": "ok"}), dict, CollectorRegistry())
+    server = HttpServer("[::1]:0", Routes(lambda: (True, {"status": "ok"}), dict, CollectorRegistry()))
     server.start()
     try:
         with urllib.request.urlopen(f"http://[::1]:{server.port}/healthz", timeout=5) as response:
@@ -143,3 +144,82 @@ def test_a_taken_http_port_fails_the_start_naming_the_key(tmp_path):
         taken.close()
     assert done.returncode == 1
     assert "http.listen: cannot listen on 127.0.0.1:" in done.stderr
+
+
+def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes to the server and read until it closes."""
+    import socket  # noqa: PLC0415
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_slow_clients_are_cut_off_the_cap_holds_and_methods_are_answered_as_documented(tmp_path):
+    import socket  # noqa: PLC0415
+
+    config = write_config(tmp_path, {"door": {"url": "rtsp://127.0.0.1:9/none"}}, free_port(),
+                          http={"listen": f"127.0.0.1:{free_port()}", "max_connections": 4,
+                                "request_timeout_s": 1.0})  # fmt: skip
+    daemon = Daemon(config)
+    port = int(daemon.http.rsplit(":", 1)[1])
+    held: list[socket.socket] = []
+    try:
+        assert wait_for(lambda: daemon.get("/healthz")[0] == 503, 30), daemon.log_path.read_text()[-2000:]
+        # HEAD is GET without a body; every other method is 405 with Allow.
+        head = raw_request(port, b"HEAD /healthz HTTP/1.0\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 503") and head.endswith(b"\r\n\r\n")
+        for method in (b"OPTIONS", b"POST", b"DELETE", b"BREW"):
+            answer = raw_request(port, method + b" /v1/cameras HTTP/1.0\r\nContent-Length: 0\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.0 405"), answer[:100]
+            assert b"Allow: GET, HEAD" in answer
+
+        # A client trickling its request a byte at a time is cut off at the request timeout.
+        slow = socket.create_connection(("127.0.0.1", port), timeout=5)
+        started = time.monotonic()
+        closed_after = None
+        for byte in b"GET /healthz HTTP/1.0\r\n":
+            try:
+                slow.sendall(bytes([byte]))
+                time.sleep(0.2)
+                if not slow.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK) and closed_after is None:
+                    closed_after = time.monotonic() - started
+                    break
+            except BlockingIOError:
+                continue
+            except OSError:
+                closed_after = time.monotonic() - started
+                break
+        slow.close()
+        assert closed_after is not None and closed_after < 3.0, closed_after
+
+        # Connections held open without a request fill the cap; the next one is answered 503 at once.
+        for _ in range(4):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(0.2)
+        refused = raw_request(port, b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert refused.startswith(b"HTTP/1.0 503 Service Unavailable") and b"Retry-After" in refused
+        for sock in held:
+            sock.close()
+        held.clear()
+        assert wait_for(lambda: daemon.get("/healthz")[0] == 503, 5)  # served again
+
+        # A client that vanishes mid-response is no error.
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sock.close()  # RST
+        time.sleep(0.5)
+    finally:
+        for sock in held:
+            sock.close()
+        daemon.stop()
+    log = daemon.log_path.read_text()
+    assert "Traceback" not in log and "Exception occurred during processing" not in log
+    errors = [e for e in daemon.logs() if e.get("level") == "error" and e.get("stage") == "http"]
+    assert errors == []
+    assert all(line.startswith("{") for line in log.splitlines() if line.strip())  # JSON lines only

@@ -98,7 +98,7 @@ def test_watchdog_keepalives_stop_while_the_worker_is_wedged(tmp_path, monkeypat
     assert len(healthy) >= 4
     assert max(b - a for a, b in itertools.pairwise(healthy)) < 1.5  # within WatchdogSec
     stuck = [(t, m) for t, m in got if m.get("STATUS", "").startswith("stuck:")]
-    assert stuck and "inference worker default-0 has made no progress" in stuck[0][1]["STATUS"]
+    assert stuck and "worker/default-0 has made no progress" in stuck[0][1]["STATUS"]
     assert "WATCHDOG" not in stuck[0][1]
     assert not [t for t in keepalives if t >= stuck[0][0]]  # withheld from then on
     last_keepalive = max(healthy + [t for t in keepalives if t < stuck[0][0]])

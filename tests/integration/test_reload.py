@@ -34,7 +34,7 @@ def longest_silence(timed: list[tuple[float, FrameMessage]], camera: str) -> flo
     return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
 
 
-def test_sighup_restarts_only_changed_cameras_and_rejects_an_invalid_edit(tmp_path):
+def test_sighup_restarts_only_changed_cameras_and_keeps_cameras_whose_edit_is_invalid(tmp_path):
     server = RtspServer(cameras=3).start()
     source = {"read_timeout_s": 2.0, "reconnect": {"initial_s": 0.3, "max_s": 1.0}}
     cameras = {
@@ -116,22 +116,38 @@ def test_sighup_restarts_only_changed_cameras_and_rejects_an_invalid_edit(tmp_pa
         status = {c["id"]: c for c in daemon.get_json("/v1/cameras")["cameras"]}
         assert status["d"]["reconnects"] == 0
 
-        # An invalid edit is rejected with its errors logged; everything keeps running.
+        # Invalid edits of running cameras are reported and those cameras carry on as they were,
+        # while a valid edit made at the same time (a new camera e) is applied.
         (cams / "a.yaml").write_text("url: [unclosed\n")
         (cams / "c.yaml").write_text(yaml.safe_dump({**cameras["c"], "fps": -1}))
+        (cams / "e.yaml").write_text(yaml.safe_dump({"url": server.camera_url(0), "source": source}))
         t_bad = time.monotonic()
+        daemon.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: len([e for e in daemon.logs() if e.get("event") == "configuration reloaded"]) >= 3,
+                        10)  # fmt: skip
+        last = [e for e in daemon.logs() if e.get("event") == "configuration reloaded"][-1]
+        assert last["added"] == ["e"] and last["kept_running_invalid_file"] == ["a", "c"]
+        reported = [e for e in daemon.logs()
+                    if e.get("event") == "camera file invalid; camera keeps its previous configuration"]  # fmt: skip
+        problems = " ".join(p for e in reported for p in e["problems"])
+        assert "a.yaml: invalid YAML" in problems and "c.yaml: fps" in problems
+        bad = collect_timed(sub, 3.0)
+        assert {m.camera for t, m in bad if t > t_bad + 1.5} == {"a", "c", "d", "e"}
+        status = daemon.get_json("/v1/cameras")["cameras"]
+        running = {c["id"]: c for c in status if c["state"] != "invalid"}
+        assert all(c["reconnects"] == 0 and c["state"] == "streaming" for c in running.values()), status
+        assert {c["id"] for c in status if c["state"] == "invalid"} == {"a", "c"}
+        code, body = daemon.get("/healthz")
+        assert code == 503 and "camera file invalid" in body.decode()
+
+        # An invalid streamd.yaml is rejected whole: nothing changes.
+        daemon_yaml = config.read_text()
+        config.write_text(daemon_yaml + "stall_timeout_s: fast\n")
         daemon.proc.send_signal(signal.SIGHUP)
         assert wait_for(lambda: any(e.get("event") == "reload rejected; the running configuration stays"
                                     for e in daemon.logs()), 10)  # fmt: skip
-        rejected = [
-            e for e in daemon.logs() if e.get("event") == "reload rejected; the running configuration stays"
-        ]
-        problems = " ".join(rejected[-1]["problems"])
-        assert "a.yaml: invalid YAML" in problems and "c.yaml: fps" in problems
-        bad = collect_timed(sub, 3.0)
-        assert {m.camera for t, m in bad if t > t_bad + 1.0} == {"a", "c", "d"}
-        status = {c["id"]: c for c in daemon.get_json("/v1/cameras")["cameras"]}
-        assert all(c["reconnects"] == 0 and c["state"] == "streaming" for c in status.values()), status
+        config.write_text(daemon_yaml)
+        assert {m.camera for t, m in collect_timed(sub, 2.0)} == {"a", "c", "d", "e"}
         assert daemon.proc.poll() is None
     finally:
         code, _ = daemon.stop()

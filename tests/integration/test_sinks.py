@@ -165,6 +165,25 @@ def test_webhook_batches_up_to_n_messages_per_request(tmp_path):
     assert all(r.headers["idempotency-key"].startswith("batch-") for r in server.accepted)
 
 
+@pytest.mark.parametrize("delivery", ["at_most_once", "at_least_once"])
+def test_webhook_waits_batch_wait_s_to_fill_a_batch(tmp_path, delivery):
+    server = WebhookServer().start()
+    runner = webhook_runner(tmp_path, server, delivery=delivery, batch_max=10, batch_wait_s=0.6)
+    runner.start()
+    try:
+        for seq in range(24):  # 20 a second: a request every 0.5 s would hold 10, every 0.6 s at most 10
+            runner.offer(result(seq))
+            time.sleep(0.05)
+        assert wait_for(lambda: runner.stats.delivered == 24, 5)
+    finally:
+        runner.stop()
+        runner.join(5)
+        server.stop()
+    sizes = [len(json.loads(r.body)) for r in server.accepted]
+    assert sum(sizes) == 24
+    assert len(sizes) <= 5 and max(sizes) >= 8, sizes  # without the wait: ~24 requests of 1 or 2
+
+
 def test_at_most_once_drops_the_oldest_when_its_queue_is_full(tmp_path):
     server = WebhookServer(mode="stall", stall_s=2.0).start()
     runner = webhook_runner(tmp_path, server, delivery="at_most_once", queue_size=5)

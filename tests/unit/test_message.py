@@ -10,7 +10,7 @@ import supervision as sv
 
 import streamd
 from streamd.client import parse_frame
-from streamd.message import encode_frame, load_schema, topic
+from streamd.message import encode_frame, frame_message, load_schema, topic
 from streamd.types import FrameResult, Timings
 
 
@@ -34,11 +34,18 @@ def test_message_has_the_contract_fields_and_validates_against_the_schema():
     assert msg["schema"] == "streamd.frame/1"
     assert msg["camera"] == "entrance"
     assert msg["seq"] == 12
-    assert set(msg["latency_ms"]) == {"decode", "wait", "infer", "track", "total"}
+    assert set(msg["latency_ms"]) == {"decode", "wait", "infer", "track", "queue", "total"}
     assert msg["latency_ms"]["infer"] == 15.0
     assert msg["detections"][0] == {
         "track_id": 7, "class_id": 0, "class_name": "person", "confidence": 0.877, "bbox": [10.0, 20.0, 30.0, 40.0],
     }  # fmt: skip
+
+
+def test_total_latency_includes_the_time_in_the_sinks_queue():
+    # Tracked 20 ms after capture (t_capture 1.0), encoded by the sink 45 ms after capture.
+    latency = frame_message(result(), now=1.045)["latency_ms"]
+    assert latency["total"] == 45.0
+    assert latency["queue"] == 25.0
 
 
 def test_untracked_detections_carry_a_null_track_id():
@@ -48,7 +55,7 @@ def test_untracked_detections_carry_a_null_track_id():
 
 
 def test_client_parses_into_typed_objects():
-    parsed = parse_frame(encode_frame(result()))
+    parsed = parse_frame(orjson.dumps(frame_message(result(), now=1.02)))
     assert parsed.camera == "entrance"
     assert parsed.detections[1].class_name == "car"
     assert parsed.detections[1].bbox == (1.0, 2.0, 3.0, 4.0)

@@ -7,8 +7,8 @@ import random
 
 import numpy as np
 
+from streamd.backoff import Backoff
 from streamd.smoothing import BoxSmoother
-from streamd.sources.backoff import Backoff
 from streamd.sources.camera import FpsCap
 
 

@@ -1,4 +1,4 @@
-"""A camera thread's own deadline: what the watchdog calls wedged, and what it does not."""
+"""A camera thread under supervision: its own deadline (wedged or not), and restarts after a crash."""
 
 from __future__ import annotations
 
@@ -30,12 +30,12 @@ def test_a_thread_stuck_past_its_open_and_read_timeouts_is_wedged():
     cam.start()
     try:
         # allowed: open 0.1 s + 2 x read 0.1 s; past that it is late, and later and later
-        assert wait_for(lambda: cam.wedged_for(time.monotonic()) > 0.2, 5)
+        assert wait_for(lambda: cam.component.late_by(time.monotonic()) > 0.2, 5)
     finally:
         release.set()
         cam.stop()
         assert cam.join(5)
-    assert cam.wedged_for(time.monotonic()) == 0.0  # stopped threads are never wedged
+    assert cam.component.stuck(time.monotonic(), 0.0) is None  # stopped threads are never wedged
 
 
 def test_a_camera_that_keeps_failing_and_retrying_is_not_wedged():
@@ -53,10 +53,43 @@ def test_a_camera_that_keeps_failing_and_retrying_is_not_wedged():
         deadline = time.monotonic() + 2.0
         worst = 0.0
         while time.monotonic() < deadline:
-            worst = max(worst, cam.wedged_for(time.monotonic()))
+            worst = max(worst, cam.component.late_by(time.monotonic()))
             time.sleep(0.01)
         assert len(attempts) >= 3  # it really was retrying all along
         assert worst < 0.05
     finally:
         cam.stop()
         assert cam.join(5)
+
+
+def test_an_unexpected_exception_in_the_camera_thread_reconnects_it():
+    """The GStreamer odd-width bug of issue 9: a crash left the camera STOPPED with 0 reconnects."""
+    opened = []
+
+    class Crashing:
+        fps = 10.0
+
+        def pictures(self, _stop):
+            raise ValueError("Unexpected numpy array shape")
+            yield  # a generator
+
+        def close(self):
+            pass
+
+    def opener(_config):
+        opened.append(time.monotonic())
+        return Crashing()
+
+    cam = camera(opener)
+    cam.start()
+    try:
+        assert wait_for(lambda: len(opened) >= 3, 5)  # restarted again and again, with backoff
+        assert cam.stats.reconnects >= 2
+        assert cam.stats.state.value in ("reconnecting", "connecting")
+        assert cam.stats.last_error.startswith("internal error: ValueError: Unexpected numpy array shape")
+        assert cam.component.stats.failures >= 2
+        assert cam.component.stuck(time.monotonic(), 10.0) is None  # retrying on schedule is not wedged
+    finally:
+        cam.stop()
+        assert cam.join(5)
+    assert cam.stats.state.value == "stopped"
