@@ -19,7 +19,7 @@ trap 'kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT INT
 
 echo "--- results from tcp://127.0.0.1:5556 (streamd subscribe --format brief) ---"
 if [ -n "${DEMO_SECONDS:-}" ]; then
-  timeout --foreground -s INT "$DEMO_SECONDS" "$bin/streamd" subscribe --config "$config" --format brief || true
+  timeout --foreground -s INT "$DEMO_SECONDS" "$bin/streamd" subscribe --config "$config" --format brief --connect-timeout 60 || true
 else
-  "$bin/streamd" subscribe --config "$config" --format brief || true
+  "$bin/streamd" subscribe --config "$config" --format brief --connect-timeout 60 || true
 fi

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import faulthandler
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streamd import __version__
-from streamd.config import DEFAULT_CONFIG, Config, load_config, redact_url, source_kind
-from streamd.errors import StreamdError
+from streamd.config import DEFAULT_CONFIG, Config, load_config, source_kind
+from streamd.errors import ConfigError, StreamdError
 from streamd.log import configure_logging
+from streamd.redact import redact
+
+if TYPE_CHECKING:
+    from streamd.client import Subscriber
 
 __all__ = ["main"]
 
@@ -23,7 +29,7 @@ def _config_path(arg: str | None) -> Path:
 
 
 def _print_errors(exc: StreamdError) -> None:
-    problems = getattr(exc, "problems", None) or str(exc).splitlines()
+    problems = [redact(p) for p in getattr(exc, "problems", None) or str(exc).splitlines()]
     print(
         f"streamd: configuration is invalid ({len(problems)} problem{'s' if len(problems) != 1 else ''}):",
         file=sys.stderr,
@@ -36,7 +42,7 @@ def _camera_line(config: Config, camera_id: str) -> str:
     cam = config.cameras[camera_id]
     parts = [
         f"{camera_id}:",
-        f"{'gstreamer' if cam.source.pipeline else source_kind(cam.url)} {redact_url(cam.url)}",
+        f"{'gstreamer' if cam.source.pipeline else source_kind(cam.url)} {redact(cam.url)}",
         f"model={cam.model}",
         f"fps={'source' if cam.fps is None else f'{cam.fps:g}'}",
         f"classes={'all' if cam.classes is None else ','.join(map(str, cam.classes))}",
@@ -50,22 +56,24 @@ def _camera_line(config: Config, camera_id: str) -> str:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from streamd.daemon import check_camera, load_detectors  # noqa: PLC0415 - loads onnxruntime
+    from streamd.loading import check_camera, load_detectors  # noqa: PLC0415 - loads onnxruntime
 
     path = _config_path(args.config)
     try:
         config = load_config(path)
-        detectors = load_detectors(config, one_each=True)
-        problems: list[str] = []
+        problems = config.problems()
+        detectors = {}
+        try:
+            detectors = load_detectors(config, one_each=True)
+        except ConfigError as exc:
+            problems += exc.problems
         for cid, cam in config.cameras.items():
-            if cam.enabled:
+            if cam.enabled and cam.model in detectors:
                 try:
                     check_camera(cam, detectors[cam.model][0], str(config.camera_files[cid]))
-                except StreamdError as exc:
-                    problems.extend(getattr(exc, "problems", [str(exc)]))
+                except ConfigError as exc:
+                    problems += exc.problems
         if problems:
-            from streamd.errors import ConfigError  # noqa: PLC0415
-
             raise ConfigError(problems)
     except StreamdError as exc:
         _print_errors(exc)
@@ -84,12 +92,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             )
             where += f" qos={sink.qos}"
         else:
-            where = (
-                f"webhook {redact_url(sink.url)}{' signed' if sink.secret_file or sink.secret_env else ''}"
-            )
+            where = f"webhook {redact(sink.url)}{' signed' if sink.secret_file or sink.secret_env else ''}"
         print(f"sink {name}: {where}, {sink.delivery}, cameras: {', '.join(users) or 'none'}")
     for cid in config.cameras:
-        print(_camera_line(config, cid))
+        print(redact(_camera_line(config, cid)))
     return 0
 
 
@@ -107,6 +113,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     faulthandler.enable(all_threads=True)
     from streamd.daemon import Daemon  # noqa: PLC0415 - loads onnxruntime
 
+    if args.strict:
+        config = dataclasses.replace(config, daemon=config.daemon.model_copy(update={"strict_start": True}))
     try:
         daemon = Daemon.from_config(config)
     except StreamdError as exc:
@@ -143,21 +151,38 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         except StreamdError as exc:
             _print_errors(exc)
             return 1
-    received = 0
+    endpoint = endpoint or DEFAULT_ENDPOINT
     try:
-        with Subscriber(endpoint or DEFAULT_ENDPOINT, cameras=args.camera or None) as sub:
-            while args.count is None or received < args.count:
-                got = sub.recv_raw(timeout_s=args.timeout)
-                if got is None:
-                    print(f"streamd: no message within {args.timeout:g} s", file=sys.stderr)
-                    return 1
-                sys.stdout.write((brief(got[1]) if args.format == "brief" else got[1].decode()) + "\n")
-                sys.stdout.flush()
-                received += 1
-    except KeyboardInterrupt:
+        sub = Subscriber(endpoint, cameras=args.camera or None)
+    except ValueError as exc:
+        print(f"streamd: --endpoint: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with sub:
+            wait = args.connect_timeout
+            if wait > 0 and not sub.wait_connected(wait):
+                print(
+                    f"streamd: nothing is listening at {endpoint} after {wait:g} s"
+                    " (is streamd running, and is this its zmq.endpoint?)",
+                    file=sys.stderr,
+                )
+                return 1
+            return _print_messages(sub, args)
+    except (KeyboardInterrupt, BrokenPipeError):
         return 0
-    except BrokenPipeError:
-        return 0
+
+
+def _print_messages(sub: Subscriber, args: argparse.Namespace) -> int:
+    """Print messages until ``--count`` (0) or a silence of ``--timeout`` (1)."""
+    received = 0
+    while args.count is None or received < args.count:
+        got = sub.recv_raw(timeout_s=args.timeout)
+        if got is None:
+            print(f"streamd: no message within {args.timeout:g} s", file=sys.stderr)
+            return 1
+        sys.stdout.write((brief(got[1]) if args.format == "brief" else got[1].decode()) + "\n")
+        sys.stdout.flush()
+        received += 1
     return 0
 
 
@@ -206,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run in the foreground (systemd runs this)")
     run.add_argument("--config", help=f"streamd.yaml (default: $STREAMD_CONFIG or {DEFAULT_CONFIG})")
     run.add_argument("--stats-interval", type=float, default=60.0, help="seconds between camera status logs")
+    run.add_argument(
+        "--strict", action="store_true", help="refuse to start when a camera file is invalid (strict_start)"
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check-config", help="validate everything; exit 1 with readable errors")
@@ -223,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subscribe.add_argument("--count", type=int, help="exit after this many messages")
     subscribe.add_argument("--timeout", type=float, help="exit 1 when nothing arrives for this many seconds")
+    subscribe.add_argument(
+        "--connect-timeout", type=float, default=5.0,
+        help="exit 1 when no daemon accepts the connection within this many seconds (0: wait forever)",
+    )  # fmt: skip
     subscribe.set_defaults(func=cmd_subscribe)
 
     shared = Path(__file__).resolve().parents[2] / "shared"

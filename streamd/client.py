@@ -10,12 +10,14 @@ with Subscriber("tcp://127.0.0.1:5556", cameras=["entrance"]) as sub:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 __all__ = ["Detection", "FrameMessage", "Latency", "Subscriber", "parse_frame"]
 
@@ -36,6 +38,7 @@ class Latency:
     infer: float
     track: float
     total: float
+    queue: float = 0.0  # in the sink's queue (messages of streamd 0.1 lack it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,9 @@ def parse_frame(data: bytes | dict[str, Any]) -> FrameMessage:
         ts=raw["ts"],
         width=raw["width"],
         height=raw["height"],
-        latency_ms=Latency(lat["decode"], lat["wait"], lat["infer"], lat["track"], lat["total"]),
+        latency_ms=Latency(
+            lat["decode"], lat["wait"], lat["infer"], lat["track"], lat["total"], lat.get("queue", 0.0)
+        ),
         detections=tuple(
             Detection(d["track_id"], d["class_id"], d["class_name"], d["confidence"], tuple(d["bbox"]))
             for d in raw["detections"]
@@ -76,7 +81,12 @@ def parse_frame(data: bytes | dict[str, Any]) -> FrameMessage:
 
 
 class Subscriber:
-    """A ZeroMQ SUB socket on a streamd endpoint, optionally limited to some cameras."""
+    """A ZeroMQ SUB socket on a streamd endpoint, optionally limited to some cameras.
+
+    ValueError when the endpoint is not one ZeroMQ understands. ZeroMQ connects in the
+    background and retries forever; ``wait_connected`` tells whether anything is
+    listening.
+    """
 
     def __init__(
         self,
@@ -84,6 +94,7 @@ class Subscriber:
         cameras: Iterable[str] | None = None,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
     ) -> None:
+        self.endpoint = endpoint
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -94,7 +105,16 @@ class Subscriber:
         # the exact topic is checked again on receipt.
         for prefix in self._topics or {b"streamd/"}:
             self._socket.setsockopt(zmq.SUBSCRIBE, prefix)
-        self._socket.connect(endpoint)
+        self._monitor: zmq.Socket[bytes] | None = self._socket.get_monitor_socket(zmq.EVENT_CONNECTED)
+        self._connected = False
+        try:
+            self._socket.connect(endpoint)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise ValueError(
+                f"invalid endpoint {endpoint!r}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+                f" ({exc.strerror})"
+            ) from exc
 
     def __enter__(self) -> Subscriber:
         return self
@@ -103,20 +123,39 @@ class Subscriber:
         self.close()
 
     def close(self) -> None:
+        if self._monitor is not None:
+            self._socket.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
         self._socket.close(linger=0)
 
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Whether a publisher accepted the connection within ``timeout_s`` (True once it has)."""
+        deadline = time.monotonic() + timeout_s
+        while not self._connected and self._monitor is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._monitor.poll(max(1, int(remaining * 1000))):
+                return False
+            if recv_monitor_message(self._monitor)["event"] == zmq.EVENT_CONNECTED:
+                self._connected = True
+        return self._connected
+
     def recv_raw(self, timeout_s: float | None = None) -> tuple[str, bytes] | None:
-        """The next (topic, JSON bytes) of a wanted camera, or None after ``timeout_s``."""
-        poll_ms = None if timeout_s is None else max(0, int(timeout_s * 1000))
+        """The next (topic, JSON bytes) of a wanted camera, or None once ``timeout_s`` has passed.
+
+        The timeout holds whatever else arrives meanwhile (other cameras that share the
+        topic prefix are skipped without extending it).
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
+            poll_ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             if not self._socket.poll(poll_ms):
                 return None
             parts = self._socket.recv_multipart()
-            if len(parts) != 2:
-                continue
-            topic, payload = parts
-            if self._topics is None or topic in self._topics:
-                return topic.decode(), payload
+            if len(parts) == 2 and (self._topics is None or parts[0] in self._topics):
+                return parts[0].decode(), parts[1]
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
 
     def recv(self, timeout_s: float | None = None) -> FrameMessage | None:
         """The next message of a wanted camera, or None after ``timeout_s``."""

@@ -50,21 +50,22 @@ def test_check_config_exits_1_listing_every_problem(tmp_path):
     done = streamd("check-config", "--config", str(config))
     assert done.returncode == 1
     err = done.stderr
-    assert "configuration is invalid (2 problems)" in err
+    assert "configuration is invalid (3 problems)" in err
     assert f"{tmp_path / 'cameras' / 'door.yaml'}: fps: Input should be greater than 0 (got -1)" in err
     assert f"{tmp_path / 'cameras' / 'door.yaml'}: colour: unknown key" in err
-    # The class filter is checked against the model, so it is reported once the files are valid.
-    (tmp_path / "cameras" / "door.yaml").unlink()
-    done = streamd("check-config", "--config", str(config))
-    assert done.returncode == 1
-    assert "yard.yaml: classes: 'unicorn' is not a class of model 'default'" in done.stderr
+    # The class filter is checked against the model, in the same run: every problem at once.
+    assert "yard.yaml: classes: 'unicorn' is not a class of model 'default'" in err
 
 
-def test_run_with_an_invalid_config_fails_fast_with_exit_1(tmp_path):
+def test_run_with_an_invalid_daemon_file_or_strict_and_a_bad_camera_fails_fast_with_exit_1(tmp_path):
     config = write_config(tmp_path, {"door": {"url": "rtsp://127.0.0.1/x", "model": "missing"}}, free_port())
-    done = streamd("run", "--config", str(config))
+    done = streamd("run", "--strict", "--config", str(config))
     assert done.returncode == 1
     assert "door.yaml: model: no model named 'missing'" in done.stderr
+    config.write_text(config.read_text() + "stall_timeout_s: -1\n")
+    done = streamd("run", "--config", str(config))
+    assert done.returncode == 1
+    assert "streamd.yaml: stall_timeout_s: Input should be greater than 0" in done.stderr
 
 
 def test_subscribe_prints_json_lines_of_the_chosen_camera_only(tmp_path):
@@ -87,10 +88,32 @@ def test_subscribe_prints_json_lines_of_the_chosen_camera_only(tmp_path):
     assert code == 0
 
 
-def test_subscribe_times_out_with_exit_1_when_nothing_arrives():
-    done = streamd("subscribe", "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--timeout", "0.5")
+def test_subscribe_fails_clearly_with_no_daemon_or_a_bad_endpoint():
+    port = free_port()
+    done = streamd("subscribe", "--endpoint", f"tcp://127.0.0.1:{port}", "--connect-timeout", "0.5")
     assert done.returncode == 1
-    assert "no message within 0.5 s" in done.stderr
+    assert f"nothing is listening at tcp://127.0.0.1:{port} after 0.5 s" in done.stderr
+    done = streamd("subscribe", "--endpoint", "127.0.0.1:5556")
+    assert done.returncode == 2
+    assert "--endpoint: invalid endpoint '127.0.0.1:5556': expected tcp://HOST:PORT" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_subscribe_times_out_while_other_cameras_keep_publishing(tmp_path):
+    port = free_port()
+    config = write_config(tmp_path, {"door2": {"url": str(VIDEO)}}, port)
+    daemon = Daemon(config)
+    try:
+        # "door" shares the prefix of "door2", whose messages keep arriving: the timeout still holds.
+        done = streamd("subscribe", "--endpoint", f"tcp://127.0.0.1:{port}", "--camera", "door",
+                       "--connect-timeout", "30", "--timeout", "3", timeout=60)  # fmt: skip
+        door2 = streamd("subscribe", "--endpoint", f"tcp://127.0.0.1:{port}", "--camera", "door2",
+                        "--count", "1", "--timeout", "20")  # fmt: skip
+    finally:
+        daemon.stop()
+    assert done.returncode == 1
+    assert "no message within 3 s" in done.stderr
+    assert door2.returncode == 0 and json.loads(door2.stdout)["camera"] == "door2"  # they were arriving
 
 
 def test_python_dash_m_is_the_same_program():
