@@ -37,28 +37,40 @@ rm -rf "$repo/build"
 "$DESTDIR$PREFIX/venv/bin/python" -m pip install -q --disable-pip-version-check "$repo"
 rm -rf "$repo/build"
 bash scripts/link-system-gi.sh "$DESTDIR$PREFIX/venv"
+if [ -n "$DESTDIR" ]; then
+  # pip wrote the staging path into the scripts' shebangs and activate files: make the
+  # tree work once it is moved to $PREFIX (a package's files, a container layer).
+  grep -rlI --null -F "$DESTDIR$PREFIX" "$DESTDIR$PREFIX/venv/bin" "$DESTDIR$PREFIX/venv/pyvenv.cfg" \
+    | xargs -0 -r sed -i "s|$DESTDIR$PREFIX|$PREFIX|g"
+fi
 cp README.md "$DESTDIR$PREFIX/README.md"
 
 echo "streamd: configuration in $DESTDIR$CONFDIR (existing files are kept)"
-install -d -m 0755 "$DESTDIR$CONFDIR" "$DESTDIR$CONFDIR/cameras" "$DESTDIR$CONFDIR/models"
+# Camera files hold camera passwords: readable by root and the service's group only,
+# whatever the umask (make install may run under any).
+install -d -m 0750 "$DESTDIR$CONFDIR" "$DESTDIR$CONFDIR/cameras" "$DESTDIR$CONFDIR/models"
 copy_new() {  # copy_new SRC DEST: only when DEST does not exist yet
   if [ -e "$2" ]; then
     echo "  kept $2"
   else
-    install -m 0644 "$1" "$2"
+    install -m 0640 "$1" "$2"
     echo "  added $2"
   fi
 }
-# The example daemon file, pointed at the installed model and state directory, its example
-# sinks commented out (they would connect to brokers that may not exist).
-sed -e 's|^\(    path: \).*yolox_nano.onnx.*|\1models/yolox_nano.onnx        # relative to this file|' \
-    -e 's|^state_dir: .*|state_dir: /var/lib/streamd       # delivery outbox, model cache|' \
+# The example daemon file: the model by its absolute path (so a copy for a streamd@NAME
+# instance still finds it), the state folder left to systemd (StateDirectory=, one per
+# instance), and the example sinks commented out (they would connect to brokers that may
+# not exist).
+sed -e "s|^\\(    path: \\).*yolox_nano.onnx.*|\\1$CONFDIR/models/yolox_nano.onnx|" \
+    -e 's|^state_dir: .*|# state_dir: /var/lib/streamd     # default: $STATE_DIRECTORY under systemd (per instance)|' \
     -e '/^sinks:/,$s|^|# |' \
     configs/streamd.yaml > "$DESTDIR$PREFIX/streamd.yaml.example"
 copy_new "$DESTDIR$PREFIX/streamd.yaml.example" "$DESTDIR$CONFDIR/streamd.yaml"
-# Camera examples end in .example so that the service starts with none until you add yours.
+# Camera examples end in .example so that the service starts with none until you add yours;
+# their sinks are commented out like the daemon file's, so a copy passes check-config as it is.
 for cam in configs/cameras/*.yaml; do
-  copy_new "$cam" "$DESTDIR$CONFDIR/cameras/$(basename "$cam").example"
+  sed -e '/^sinks:/,$s|^|# |' "$cam" > "$DESTDIR$PREFIX/$(basename "$cam").example"
+  copy_new "$DESTDIR$PREFIX/$(basename "$cam").example" "$DESTDIR$CONFDIR/cameras/$(basename "$cam").example"
 done
 model=${MODEL:-../shared/models/yolox_nano.onnx}
 if [ -f "$model" ]; then
@@ -87,6 +99,8 @@ if [ -z "$DESTDIR" ]; then
   for group in video render; do  # cameras and GPUs (Jetson: video)
     if getent group "$group" >/dev/null; then usermod -a -G "$group" streamd; fi
   done
+  # The service reads its configuration through its group; only root writes it.
+  chgrp -R streamd "$CONFDIR"
   if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
   fi

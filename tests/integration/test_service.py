@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -45,40 +46,66 @@ def test_units_pass_systemd_analyze_verify_and_are_hardened(tmp_path, unit, inst
         assert line in text.splitlines(), line
 
 
-def test_make_install_stages_everything_and_uninstall_keeps_configuration(tmp_path):
-    root = tmp_path / "root"
-    env = {**os.environ, "DESTDIR": str(root)}
+def test_make_install_stages_a_relocatable_tree_whose_documented_flows_work(tmp_path):
+    # Where the tree will live once moved out of the staging root, as a package manager would.
+    real = Path(tempfile.mkdtemp(prefix="streamd-install-", dir="/tmp"))
+    try:
+        _install_move_check_uninstall(tmp_path / "root", real)
+    finally:
+        shutil.rmtree(real, ignore_errors=True)
+
+
+def _streamd(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(venv / "bin/streamd"), *args], check=False, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+
+
+def _install_move_check_uninstall(root: Path, real: Path) -> None:
+    places = {"PREFIX": str(real / "opt"), "CONFDIR": str(real / "etc"), "UNITDIR": str(real / "units")}
+    env = {**os.environ, "DESTDIR": str(root), **places}
     subprocess.run(["make", "install"], cwd=REPO, env=env, check=True, capture_output=True, timeout=600)
-    venv = root / "opt/streamd/venv"
-    etc = root / "etc/streamd"
-    version = subprocess.run(
-        [str(venv / "bin/streamd"), "--version"], check=False, capture_output=True, text=True, timeout=60
-    )
-    assert version.stdout.startswith("streamd ")
+    staged = root / real.relative_to("/")
+    leaks = subprocess.run(["grep", "-rlF", str(root), str(staged / "opt/venv/bin"), str(staged / "opt/venv/pyvenv.cfg")],
+                           check=False, capture_output=True, text=True)  # fmt: skip
+    assert leaks.stdout == "", f"the staging path is written into: {leaks.stdout}"
+    for part in ("opt", "etc", "units"):
+        shutil.move(staged / part, real / part)
+    venv, etc = real / "opt/venv", real / "etc"
+
+    assert _streamd(venv, "--version").stdout.startswith("streamd ")
     # The installed package, not this checkout, and GStreamer's bindings are importable.
-    probe = "import streamd, gi; print(streamd.__file__)"
-    where = subprocess.run([str(venv / "bin/python"), "-c", probe], check=False, capture_output=True, text=True,
-                           cwd=tmp_path, timeout=60)  # fmt: skip
+    where = subprocess.run([str(venv / "bin/python"), "-c", "import streamd, gi; print(streamd.__file__)"],
+                           check=False, capture_output=True, text=True, cwd=real, timeout=60)  # fmt: skip
     assert where.returncode == 0 and str(venv) in where.stdout, where.stderr
-    assert (etc / "cameras/entrance.yaml.example").is_file()
-    assert (root / "etc/systemd/system/streamd.service").is_file()
-    assert (root / "etc/systemd/system/streamd@.service").is_file()
-    check = subprocess.run([str(venv / "bin/streamd"), "check-config", "--config", str(etc / "streamd.yaml")],
-                           check=False, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert (real / "units/streamd.service").is_file() and (real / "units/streamd@.service").is_file()
+    # Camera files hold passwords: private whatever the umask of make install.
+    modes = {p: oct(p.stat().st_mode & 0o777) for p in (etc, etc / "cameras", etc / "streamd.yaml",
+                                                          etc / "cameras/entrance.yaml.example")}  # fmt: skip
+    assert list(modes.values()) == ["0o750", "0o750", "0o640", "0o640"], modes
+
+    check = _streamd(venv, "check-config", "--config", str(etc / "streamd.yaml"))
     assert check.returncode == 0, check.stderr
     assert "ok, 0 camera(s)" in check.stdout
+    # docs/operations.md: copy the example camera, check it.
+    shutil.copy(etc / "cameras/entrance.yaml.example", etc / "cameras/entrance.yaml")
+    check = _streamd(venv, "check-config", "--config", str(etc / "streamd.yaml"))
+    assert check.returncode == 0, check.stderr
+    assert "ok, 1 camera(s)" in check.stdout and "s3cret" not in check.stdout
+    # docs/operations.md: a streamd@lobby instance from a copy of the daemon file.
+    (etc / "lobby/cameras").mkdir(parents=True)
+    shutil.copy(etc / "streamd.yaml", etc / "lobby/streamd.yaml")
+    check = _streamd(venv, "check-config", "--config", str(etc / "lobby/streamd.yaml"))
+    assert check.returncode == 0, check.stderr
 
-    # A second install keeps what the operator edited.
+    # A second install keeps what the operator edited; uninstall keeps the configuration.
     (etc / "streamd.yaml").write_text((etc / "streamd.yaml").read_text() + "# edited by the operator\n")
-    (etc / "cameras/door.yaml").write_text("url: rtsp://127.0.0.1:8554/door\n")
-    subprocess.run(["make", "install"], cwd=REPO, env=env, check=True, capture_output=True, timeout=600)
+    again = {**env, "DESTDIR": "/"}  # in place, without touching systemd
+    subprocess.run(["make", "install"], cwd=REPO, env=again, check=True, capture_output=True, timeout=600)
     assert (etc / "streamd.yaml").read_text().endswith("# edited by the operator\n")
-
-    subprocess.run(["make", "uninstall"], cwd=REPO, env=env, check=True, capture_output=True, timeout=120)
-    assert not (root / "opt/streamd").exists()
-    assert not (root / "etc/systemd/system/streamd.service").exists()
-    assert not (root / "etc/systemd/system/streamd@.service").exists()
-    assert (etc / "streamd.yaml").is_file() and (etc / "cameras/door.yaml").is_file()
+    subprocess.run(["make", "uninstall"], cwd=REPO, env=again, check=True, capture_output=True, timeout=120)
+    assert not (real / "opt").exists()
+    assert not (real / "units/streamd.service").exists() and not (real / "units/streamd@.service").exists()
+    assert (etc / "streamd.yaml").is_file() and (etc / "cameras/entrance.yaml").is_file()
 
 
 def test_jetson_dockerfile_passes_hadolint_and_runs_streamd():
