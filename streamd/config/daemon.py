@@ -35,8 +35,26 @@ def default_state_dir() -> Path:
     return Path(first or "/var/lib/streamd")
 
 
+def _unencoded_userinfo(url: str) -> bool:
+    """Whether the user name or password holds ``/ ? #``, which end a URL's host part for FFmpeg too.
+
+    ``rtsp://admin:a#b@host/`` reads as host "admin", port "a": the ``@`` comes after the
+    host part ended, and what stands where a port would be is not a number.
+    """
+    rest = url.split("://", 1)[-1]
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, after = rest[:end], rest[end:]
+    _host, colon, port = authority.rpartition("@")[2].partition(":")
+    return "@" not in authority and "@" in after and bool(colon) and not port.isdigit()
+
+
 def check_host_port(url: str, schemes: tuple[str, ...]) -> str | None:
     """Why ``url`` cannot be connected to (missing host, bad port), or None. Never echoes the URL."""
+    if _unencoded_userinfo(url):
+        return (
+            "the user name or password holds '/', '?' or '#', which end the host part of a URL:"
+            " write them percent-encoded (%2F, %3F, %23)"
+        )
     parts = urlsplit(url)
     if parts.scheme.lower() not in schemes:
         return f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}"

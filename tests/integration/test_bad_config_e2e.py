@@ -127,3 +127,35 @@ def test_shutdown_keeps_every_at_least_once_result_of_the_last_moments(tmp_path)
     outbox_dir = tmp_path / "state" / "outbox"
     assert oct(outbox_dir.stat().st_mode & 0o777) == "0o700"
     assert oct((outbox_dir / "hook.sqlite").stat().st_mode & 0o777) == "0o600"
+
+
+def test_no_password_reaches_any_output_of_a_running_daemon(tmp_path):
+    port = free_port()
+    secret_file = tmp_path / "hook.secret"
+    secret_file.write_text("Wh00kS3cret\n")
+    sinks = {"hook": {"type": "webhook", "url": f"http://bot:Hk9%2Fpw@127.0.0.1:{free_port()}/hook?token=T0kenX",
+                      "secret_file": str(secret_file), "retry": {"initial_s": 0.2, "max_s": 0.5}}}  # fmt: skip
+    cameras = {
+        # FFmpeg fails to connect to these; its errors must not carry the passwords.
+        "refused": {
+            "url": f"rtsp://admin:Fm3@9:x%23y@127.0.0.1:{free_port()}/h264",
+            "source": {"reconnect": {"initial_s": 0.2, "max_s": 0.5}},
+        },
+        "ok": {"url": str(VIDEO), "sinks": ["hook"]},
+    }
+    config = write_config(tmp_path, cameras, port, sinks=sinks)
+    check = streamd("check-config", "--config", str(config))
+    daemon = Daemon(config, stats_interval=0.5)
+    sub = Subscriber(f"tcp://127.0.0.1:{port}")
+    try:
+        collect(sub, 30, until=lambda got: len(got) >= 20)
+        time.sleep(1.5)
+        outputs = [daemon.get(path)[1].decode() for path in ("/v1/cameras", "/healthz", "/metrics")]
+    finally:
+        daemon.stop()
+        sub.close()
+    everything = "\n".join([check.stdout, check.stderr, daemon.log_path.read_text(), *outputs])
+    assert "refused" in outputs[0] and "connection refused" in outputs[0]  # the camera's error is shown
+    assert "rtsp://admin:***@127.0.0.1" in everything
+    for secret in ("Fm3@9", "9:x%23y", "Hk9", "T0kenX", "Wh00kS3cret"):
+        assert secret not in everything, secret

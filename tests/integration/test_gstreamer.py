@@ -100,13 +100,21 @@ def test_pictures_of_odd_sizes_come_through_whole():
     from streamd.picture import to_bgr  # noqa: PLC0415
     from streamd.sources.gst import GstStream  # noqa: PLC0415
 
-    pipeline = "videotestsrc num-buffers=3 ! video/x-raw,format=I420,width=321,height=241 ! appsink name=streamd"
-    stream = GstStream(CameraConfig.model_validate({"id": "odd", "url": "test://", "source": {"pipeline": pipeline}}))
+    pipeline = (
+        "videotestsrc num-buffers=3 ! video/x-raw,format=I420,width=321,height=241 ! appsink name=streamd"
+    )
+    stream = GstStream(
+        CameraConfig.model_validate({"id": "odd", "url": "test://", "source": {"pipeline": pipeline}})
+    )
     pictures = []
+
+    def read_all() -> None:
+        for picture in stream.pictures(threading.Event()):
+            pictures.append(picture.picture)
+
     try:
         with pytest.raises(SourceError, match="stream ended"):
-            for picture in stream.pictures(threading.Event()):
-                pictures.append(picture.picture)
+            read_all()
     finally:
         stream.close()
     assert [(p.width, p.height) for p in pictures] == [(321, 241)] * 3

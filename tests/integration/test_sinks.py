@@ -327,8 +327,37 @@ def test_mqtt_with_tls_and_a_password(tmp_path, monkeypatch):
     assert ("door", 8) not in sub.got
     assert bad.stats.delivered == 0
     assert bad.stats.outbox == 1  # kept for when the credentials are fixed
+    assert "the broker refused the connection: Not authorized" in (bad.stats.last_error or "")
     log = (tmp_path / "broker" / "mosquitto.log").read_text()
     assert "pa55" not in log
+
+
+def test_why_an_mqtt_connection_fails_is_logged_and_shown(tmp_path):
+    import io  # noqa: PLC0415
+
+    from streamd.log import configure_logging  # noqa: PLC0415
+
+    certs = make_certs(tmp_path / "certs")
+    other = make_certs(tmp_path / "other")  # a CA that did not sign the broker's certificate
+    broker = Mosquitto(tmp_path / "broker", tls=certs).start()
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    runner = mqtt_runner(tmp_path, broker.port, tls={"ca": str(other["ca"])})
+    runner.start()
+    try:
+        runner.offer(result(1))
+        assert wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in (runner.stats.last_error or ""), 10), (
+            runner.stats
+        )
+    finally:
+        runner.stop()
+        runner.join(5)
+        broker.stop()
+        configure_logging()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    cannot = [e for e in lines if e["event"] == "mqtt cannot connect"]
+    assert len(cannot) == 1 and "certificate verify failed" in cannot[0]["error"]
+    assert runner.stats.delivered == 0 and runner.stats.outbox == 1
 
 
 def test_mqtt_with_a_client_certificate(tmp_path):

@@ -187,13 +187,18 @@ def test_camera_urls_with_a_bad_port_host_or_scheme_are_errors_that_never_echo_t
         "port": {"url": "rtsp://user:pw@127.0.0.1:99999/x"},
         "host": {"url": "rtsp://user:pw@:554/x"},
         "scheme": {"url": "http://user:Sch3me@cam.local/video.mjpg"},
+        "hash": {"url": "rtsp://admin:Fm3#9?x@10.0.0.5:554/h264"},
     }
     config = load_config(write(tmp_path, cameras=cameras))
     lines = config.problems()
     assert any("port.yaml: url: the port must be a number from 1 to 65535" in line for line in lines)
     assert any("host.yaml: url: the URL has no host name" in line for line in lines)
     assert any("scheme.yaml: url: unsupported URL scheme 'http'" in line for line in lines)
-    assert not any("pw" in line or "Sch3me" in line for line in lines)
+    assert any("hash.yaml: url: the user name or password holds '/', '?' or '#'" in line for line in lines)
+    assert not any("pw" in line or "Sch3me" in line or "Fm3" in line for line in lines)
+    ok = load_config(write(tmp_path / "ok", cameras={"a": {"url": "rtsp://admin:p@ss%23w:x@10.0.0.5:554/s"},
+                                                      "b": {"url": "rtsp://10.0.0.5:554/p@th"}}))  # fmt: skip
+    assert sorted(ok.cameras) == ["a", "b"]  # @ and : may stay as they are; encoded # is fine
 
 
 def test_sink_secrets_ca_files_env_vars_and_hosts_are_checked_when_loading(tmp_path, monkeypatch):
