@@ -17,7 +17,7 @@ from streamd.log import configure_logging
 from streamd.redact import redact
 
 if TYPE_CHECKING:
-    from streamd.client import Subscriber
+    from streamd.client import EventMessage, Subscriber
 
 __all__ = ["main"]
 
@@ -124,13 +124,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def brief(payload: bytes) -> str:
+def brief(payload: bytes, topic: str = "streamd/") -> str:
     """One short human line for a message."""
     import time  # noqa: PLC0415
 
-    from streamd.client import parse_frame  # noqa: PLC0415
+    from streamd.client import EventMessage, parse_message  # noqa: PLC0415
 
-    msg = parse_frame(payload)
+    msg = parse_message(topic, payload)
+    if isinstance(msg, EventMessage):
+        return brief_event(msg)
     age_ms = (time.time() - msg.ts) * 1000
     objects = " ".join(
         f"{d.class_name}#{d.track_id}" if d.track_id is not None else d.class_name for d in msg.detections
@@ -139,6 +141,24 @@ def brief(payload: bytes) -> str:
         f"{msg.camera} seq={msg.seq} age={age_ms:.0f}ms infer={msg.latency_ms.infer:.0f}ms "
         f"{len(msg.detections)} objects: {objects}"
     )
+
+
+def brief_event(event: EventMessage) -> str:
+    """One short human line for an event."""
+    what = [event.camera, event.type]
+    if event.track_id is not None:
+        what.append(f"{event.class_name}#{event.track_id}")
+    if event.line is not None:
+        what.append(f"line={event.line}")
+    if event.direction is not None:
+        what.append(event.direction)
+    if event.counts is not None:
+        what.append(f"in={event.counts.inward} out={event.counts.outward}")
+    if event.zone is not None:
+        what.append(f"zone={event.zone} occupancy={event.occupancy}")
+    if event.dwell_s is not None:
+        what.append(f"dwell={event.dwell_s:.1f}s")
+    return " ".join(what)
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
@@ -153,7 +173,8 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
             return 1
     endpoint = endpoint or DEFAULT_ENDPOINT
     try:
-        sub = Subscriber(endpoint, cameras=args.camera or None)
+        sub = Subscriber(endpoint, cameras=args.camera or None, frames=args.kind != "events",
+                         events=args.kind != "frames")  # fmt: skip
     except ValueError as exc:
         print(f"streamd: --endpoint: {exc}", file=sys.stderr)
         return 2
@@ -180,7 +201,7 @@ def _print_messages(sub: Subscriber, args: argparse.Namespace) -> int:
         if got is None:
             print(f"streamd: no message within {args.timeout:g} s", file=sys.stderr)
             return 1
-        sys.stdout.write((brief(got[1]) if args.format == "brief" else got[1].decode()) + "\n")
+        sys.stdout.write((brief(got[1], got[0]) if args.format == "brief" else got[1].decode()) + "\n")
         sys.stdout.flush()
         received += 1
     return 0
@@ -249,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe.add_argument(
         "--format", choices=("json", "brief"), default="json", help="JSON lines, or one short line per frame"
     )
+    subscribe.add_argument(
+        "--kind", choices=("frames", "events", "all"), default="frames",
+        help="frame results (streamd/<camera>), events (streamd.event/<camera>), or both",
+    )  # fmt: skip
     subscribe.add_argument("--count", type=int, help="exit after this many messages")
     subscribe.add_argument("--timeout", type=float, help="exit 1 when nothing arrives for this many seconds")
     subscribe.add_argument(

@@ -1,11 +1,16 @@
 """Receive streamd results in your own Python program.
 
-from streamd.client import Subscriber
+from streamd.client import EventMessage, Subscriber
 
 with Subscriber("tcp://127.0.0.1:5556", cameras=["entrance"]) as sub:
     for msg in sub:
         for det in msg.detections:
             print(msg.camera, msg.seq, det.track_id, det.class_name, det.bbox)
+
+with Subscriber(cameras=["entrance"], frames=False, events=True) as sub:
+    for event in sub:  # EventMessage
+        if event.type == "line.cross":
+            print(event.line, event.direction, event.counts)
 """
 
 from __future__ import annotations
@@ -19,7 +24,20 @@ import orjson
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-__all__ = ["Detection", "FrameMessage", "Latency", "Subscriber", "parse_frame"]
+__all__ = [
+    "Counts",
+    "Detection",
+    "EventMessage",
+    "FrameMessage",
+    "Latency",
+    "Subscriber",
+    "parse_event",
+    "parse_frame",
+    "parse_message",
+]
+
+_FRAME_PREFIX = "streamd/"
+_EVENT_PREFIX = "streamd.event/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +98,65 @@ def parse_frame(data: bytes | dict[str, Any]) -> FrameMessage:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """A line's totals."""
+
+    inward: int
+    outward: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventMessage:
+    """One ``streamd.event/1`` message; the fields of other types than its own are None."""
+
+    schema: str
+    event_id: str
+    camera: str
+    type: str  # line.cross, line.reset, zone.enter, zone.exit, zone.loiter, track.start, track.end
+    ts: float
+    track_id: int | None
+    class_name: str | None
+    line: str | None
+    direction: str | None  # in, out
+    counts: Counts | None  # line.cross, line.reset: the line's totals after it
+    zone: str | None
+    occupancy: int | None  # zone.*: after it
+    dwell_s: float | None
+    snapshot: dict[str, str] | None  # paths of JPEGs on the daemon's HTTP server
+    raw: dict[str, Any]  # the decoded JSON, including fields added after this client
+
+
+def parse_event(data: bytes | dict[str, Any]) -> EventMessage:
+    """An EventMessage from JSON bytes or an already decoded dict."""
+    raw: dict[str, Any] = orjson.loads(data) if isinstance(data, bytes | bytearray | memoryview) else data
+    if not str(raw.get("schema", "")).startswith("streamd.event/1"):
+        raise ValueError(f"not a streamd.event/1 message: schema={raw.get('schema')!r}")
+    counts = raw.get("counts")
+    return EventMessage(
+        schema=raw["schema"],
+        event_id=raw["event_id"],
+        camera=raw["camera"],
+        type=raw["type"],
+        ts=raw["ts"],
+        track_id=raw.get("track_id"),
+        class_name=raw.get("class_name"),
+        line=raw.get("line"),
+        direction=raw.get("direction"),
+        counts=Counts(counts["in"], counts["out"]) if counts else None,
+        zone=raw.get("zone"),
+        occupancy=raw.get("occupancy"),
+        dwell_s=raw.get("dwell_s"),
+        snapshot=raw.get("snapshot"),
+        raw=raw,
+    )
+
+
+def parse_message(topic: str, data: bytes) -> FrameMessage | EventMessage:
+    """A frame or an event, by the ZeroMQ topic it came on."""
+    return parse_event(data) if topic.startswith(_EVENT_PREFIX) else parse_frame(data)
+
+
 class Subscriber:
     """A ZeroMQ SUB socket on a streamd endpoint, optionally limited to some cameras.
 
@@ -93,6 +170,9 @@ class Subscriber:
         endpoint: str = "tcp://127.0.0.1:5556",
         cameras: Iterable[str] | None = None,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        *,
+        frames: bool = True,
+        events: bool = False,
     ) -> None:
         self.endpoint = endpoint
         self._context = context or zmq.Context.instance()
@@ -100,10 +180,13 @@ class Subscriber:
         self._socket.setsockopt(zmq.LINGER, 0)
         if "[" in endpoint:
             self._socket.setsockopt(zmq.IPV6, 1)
-        self._topics = {f"streamd/{c}".encode() for c in cameras} if cameras else None
+        prefixes = [p for p, wanted in ((_FRAME_PREFIX, frames), (_EVENT_PREFIX, events)) if wanted]
+        if not prefixes:
+            raise ValueError("subscribe to frames, events or both")
+        self._topics = {f"{p}{c}".encode() for p in prefixes for c in cameras} if cameras else None
         # ZeroMQ filters by prefix, so "streamd/door" would also pass "streamd/door2";
         # the exact topic is checked again on receipt.
-        for prefix in self._topics or {b"streamd/"}:
+        for prefix in self._topics or {p.encode() for p in prefixes}:
             self._socket.setsockopt(zmq.SUBSCRIBE, prefix)
         self._monitor: zmq.Socket[bytes] | None = self._socket.get_monitor_socket(zmq.EVENT_CONNECTED)
         self._connected = False
@@ -158,12 +241,34 @@ class Subscriber:
                 return None
 
     def recv(self, timeout_s: float | None = None) -> FrameMessage | None:
-        """The next message of a wanted camera, or None after ``timeout_s``."""
-        got = self.recv_raw(timeout_s)
-        return None if got is None else parse_frame(got[1])
-
-    def __iter__(self) -> Iterator[FrameMessage]:
+        """The next frame message of a wanted camera, or None after ``timeout_s`` (events are skipped)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            msg = self.recv()
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            got = self.recv_any(remaining)
+            if got is None or isinstance(got, FrameMessage):
+                return got
+
+    def recv_any(self, timeout_s: float | None = None) -> FrameMessage | EventMessage | None:
+        """The next frame or event of a wanted camera, or None after ``timeout_s``."""
+        got = self.recv_raw(timeout_s)
+        return None if got is None else parse_message(*got)
+
+    def __iter__(self) -> Iterator[FrameMessage | EventMessage]:
+        """Frames (FrameMessage) and, when subscribed, events (EventMessage), as they come."""
+        while True:
+            msg = self.recv_any()
             if msg is not None:
+                yield msg
+
+    def frames(self) -> Iterator[FrameMessage]:
+        """Frames only, as they come."""
+        for msg in self:
+            if isinstance(msg, FrameMessage):
+                yield msg
+
+    def events(self) -> Iterator[EventMessage]:
+        """Events only, as they come (subscribe with ``events=True``)."""
+        for msg in self:
+            if isinstance(msg, EventMessage):
                 yield msg

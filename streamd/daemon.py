@@ -12,15 +12,17 @@ import signal
 import threading
 import time
 from types import FrameType
-
-import numpy as np
+from typing import Protocol
 
 from streamd import __version__
+from streamd.analytics.counts import CountsStore
+from streamd.analytics.snapshots import SnapshotStore
+from streamd.analytics.stage import CameraAnalytics
 from streamd.config import CameraConfig, Config, InvalidCamera, load_config
 from streamd.detect import Detector
 from streamd.errors import ConfigError, StreamdError
 from streamd.http import HttpServer, Routes
-from streamd.loading import check_camera
+from streamd.loading import CameraChecks, check_camera
 from streamd.log import configure_logging, get_logger
 from streamd.metrics import Metrics, Sources
 from streamd.notify import Notifier, Watchdog, watchdog_interval
@@ -37,6 +39,11 @@ from streamd.worker import InferenceWorker
 __all__ = ["Daemon"]
 
 _log = get_logger()
+
+
+class Joinable(Protocol):
+    def join(self, timeout: float) -> bool: ...
+
 
 # At shutdown, camera threads get this long to leave before the workers stop; a camera
 # blocked in a read leaves within its read timeout on its own (a daemon thread, it
@@ -55,6 +62,11 @@ class Daemon:
         self.sinks = list(sinks.values())
         self._sinks_by_name = sinks
         self.supervisor = Supervisor()
+        state = config.daemon.state_dir
+        self.counts = CountsStore(state / "counts")
+        shots = config.daemon.snapshots
+        self.snapshots = SnapshotStore(state / "snapshots", shots.max_mb, shots.queue_size)
+        self.supervisor.add([self.counts.component, self.snapshots.component])
         self.workers: dict[str, list[InferenceWorker]] = {}
         # Copy-on-write: the HTTP and watchdog threads read these dicts without a lock.
         self.cameras: dict[str, Camera] = {}
@@ -68,6 +80,8 @@ class Daemon:
                 workers=lambda: {(n, i): w for n, ws in self.workers.items() for i, w in enumerate(ws)},
                 components=lambda: self.supervisor.components,
                 invalid=lambda: self.invalid,
+                analytics=self.analytics,
+                snapshots=lambda: self.snapshots.stats,
             )
         )
         self.http: HttpServer | None = None
@@ -84,11 +98,11 @@ class Daemon:
             if camera_cfg.enabled:
                 file = config.camera_files[camera_cfg.id]
                 try:
-                    classes = self._check(camera_cfg, str(file))
+                    checks = self._check(camera_cfg, str(file))
                 except ConfigError as exc:  # this camera is reported; the others run
                     self.invalid[camera_cfg.id] = InvalidCamera(camera_cfg.id, file, exc.problems)
                     continue
-                self._add_camera(camera_cfg, classes)
+                self._add_camera(camera_cfg, checks)
 
     @classmethod
     def from_config(cls, config: Config) -> Daemon:
@@ -103,7 +117,8 @@ class Daemon:
             raise ConfigError([line for bad in daemon.invalid.values() for line in bad.problems])
         listen = config.daemon.http.listen
         if listen is not None:
-            routes = Routes(daemon.views.health, daemon.views.status, daemon.metrics.registry)
+            routes = Routes(daemon.views.health, daemon.views.status, daemon.metrics.registry,
+                            counts=daemon.counts_view, snapshot=daemon.snapshots.path)  # fmt: skip
             try:
                 http = config.daemon.http
                 daemon.http = HttpServer(
@@ -119,8 +134,8 @@ class Daemon:
 
     # --- cameras ----------------------------------------------------------------------------
 
-    def _check(self, camera: CameraConfig, file: str) -> np.ndarray | None:
-        """A camera's class filter, or ConfigError saying why it cannot run in this process."""
+    def _check(self, camera: CameraConfig, file: str) -> CameraChecks:
+        """A camera's class filters, or ConfigError saying why it cannot run in this process."""
         if camera.model not in self.workers:
             raise ConfigError(
                 [f"{file}: model: model {camera.model!r} is not loaded; restart streamd to load it"]
@@ -132,7 +147,26 @@ class Daemon:
             )
         return check_camera(camera, self.workers[camera.model][0].detector, file)
 
-    def _add_camera(self, camera_cfg: CameraConfig, classes: np.ndarray | None) -> Camera:
+    def analytics(self) -> dict[str, CameraAnalytics]:
+        """Each camera's analytics (lines, zones, tracks), by camera id."""
+        routes = {cid: self.workers[cam.config.model][0].route(cid) for cid, cam in self.cameras.items()}
+        return {
+            cid: route.analytics for cid, route in routes.items() if route is not None and route.analytics
+        }
+
+    def counts_view(self, camera_id: str) -> dict[str, object] | None:
+        """A camera's line totals and zone occupancy now; None for an unknown camera."""
+        route = self.route(camera_id)
+        if route is None or route.analytics is None:
+            return None
+        return route.analytics.view()
+
+    def route(self, camera_id: str) -> CameraRoute | None:
+        """A camera's route: its tracker, analytics and newest result."""
+        camera = self.cameras.get(camera_id)
+        return None if camera is None else self.workers[camera.config.model][0].route(camera_id)
+
+    def _add_camera(self, camera_cfg: CameraConfig, checks: CameraChecks) -> Camera:
         """Build a checked camera and route it to its model's workers and its sinks (not started)."""
         workers = self.workers[camera_cfg.model]
         board = self._boards[camera_cfg.model]
@@ -143,7 +177,11 @@ class Daemon:
             camera.stats.dropped += 1
 
         camera = Camera(camera_cfg, board.add(camera_cfg.id, dropped))
-        route = CameraRoute(camera_cfg, camera.stats, classes)
+        analytics = CameraAnalytics(
+            camera_cfg, checks.filters, self.counts.open(camera_cfg.id),
+            snapshots=self.snapshots, observe_dwell=self.metrics.observe_dwell,
+        )  # fmt: skip
+        route = CameraRoute(camera_cfg, camera.stats, checks.classes, analytics=analytics)
         for worker in workers:
             worker.add_camera(route)  # one route (one tracker) shared: the board serialises a camera
         self._route_to_sinks(camera_cfg)
@@ -157,14 +195,22 @@ class Daemon:
         for sink_route in camera_cfg.sink_routes():
             self._sinks_by_name[sink_route.name].set_filter(camera_cfg.id, sink_route)
 
-    def _update_camera(self, camera_cfg: CameraConfig, classes: np.ndarray | None) -> None:
-        """Apply settings that do not touch the stream (classes, tracking, sinks) without reconnecting."""
+    def _update_camera(self, camera_cfg: CameraConfig, checks: CameraChecks) -> None:
+        """Apply settings that do not touch the stream (classes, tracking, lines, zones, sinks) in place."""
         camera = self.cameras[camera_cfg.id]
         workers = self.workers[camera_cfg.model]
         old = workers[0].route(camera_cfg.id)
-        # Track ids carry on unless the tracking settings changed.
-        tracker = old.tracker if old is not None and not tracking_changed(camera.config, camera_cfg) else None
-        route = CameraRoute(camera_cfg, camera.stats, classes, tracker)
+        assert old is not None
+        assert old.analytics is not None
+        # Track ids carry on unless the tracking settings changed; line totals carry on unless a
+        # line's points changed; zones keep who is inside unless their polygon changed.
+        same_tracking = not tracking_changed(camera.config, camera_cfg)
+        analytics = old.analytics
+        analytics.reconfigure(camera_cfg, checks.filters)
+        if not same_tracking:
+            analytics.forget_tracks()
+        route = CameraRoute(camera_cfg, camera.stats, checks.classes, old.tracker if same_tracking else None,
+                            analytics=analytics, latest=old.latest)  # fmt: skip
         sinks_changed = camera.config.sinks != camera_cfg.sinks
         camera.config = camera_cfg
         for worker in workers:
@@ -183,6 +229,7 @@ class Daemon:
             worker.remove_camera(camera_id)
         for sink in self.sinks:
             sink.remove_camera(camera_id)
+        self.counts.close(camera_id)
         self.metrics.forget(camera_id)
 
     def _publish(self, result: FrameResult) -> None:
@@ -194,6 +241,8 @@ class Daemon:
 
     def start(self) -> None:
         """Start sinks, workers, cameras and the HTTP server; returns at once (cameras connect later)."""
+        self.counts.start()
+        self.snapshots.start()
         for sink in self.sinks:
             sink.start()
         for workers in self.workers.values():
@@ -230,7 +279,7 @@ class Daemon:
         deadline = time.monotonic() + timeout
         stuck: list[str] = []
 
-        def join(name: str, part: Camera | InferenceWorker | SinkRunner, limit: float) -> None:
+        def join(name: str, part: Joinable, limit: float) -> None:
             if not part.join(max(0.0, min(limit, deadline - time.monotonic()))):
                 stuck.append(name)
 
@@ -251,6 +300,9 @@ class Daemon:
             sink.stop()
         for sink in self.sinks:
             join(f"sink/{sink.name}", sink, timeout)
+        for part in (self.snapshots, self.counts):  # the counts are written one last time
+            part.stop()
+            join(part.component.name, part, timeout)
         if stuck:
             _log.warning("threads still busy at shutdown", threads=stuck)
         _log.info(
@@ -281,7 +333,7 @@ class Daemon:
             return False
         plan = plan_reload(self.config, new)
         invalid = dict(new.invalid)
-        checked: dict[str, np.ndarray | None] = {}
+        checked: dict[str, CameraChecks] = {}
         for cid in plan.touched():
             try:
                 checked[cid] = self._check(new.cameras[cid], str(new.camera_files[cid]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -11,7 +12,7 @@ from streamd.detect import Detector
 from streamd.detect.session import default_threads
 from streamd.errors import ConfigError, ModelError
 
-__all__ = ["check_camera", "class_filter", "default_workers", "load_detectors"]
+__all__ = ["CameraChecks", "check_camera", "default_workers", "load_detectors"]
 
 
 def default_workers(provider: str) -> int:
@@ -57,27 +58,48 @@ def load_detectors(config: Config, one_each: bool = False) -> dict[str, list[Det
     return detectors
 
 
-def class_filter(camera: CameraConfig, detector: Detector, file: str) -> np.ndarray | None:
-    """The class ids a camera keeps, from names or ids; ConfigError naming the unknown ones."""
-    if camera.classes is None:
+def _class_ids(
+    items: list[str | int] | None, detector: Detector, model: str, where: str, problems: list[str]
+) -> list[int] | None:
+    if items is None:
         return None
-    ids, problems = [], []
-    for item in camera.classes:
+    ids = []
+    for item in items:
         class_id = item if isinstance(item, int) else detector.class_id(item)
         if class_id is None or not 0 <= class_id < len(detector.class_names):
-            problems.append(f"{file}: classes: {item!r} is not a class of model {camera.model!r}")
+            problems.append(f"{where}: {item!r} is not a class of model {model!r}")
         else:
             ids.append(class_id)
-    if problems:
-        raise ConfigError(problems)
-    return np.array(sorted(set(ids)), dtype=np.int64)
+    return sorted(set(ids))
 
 
-def check_camera(camera: CameraConfig, detector: Detector, file: str) -> np.ndarray | None:
-    """Everything about a camera that needs its model or GStreamer; its class filter, or ConfigError."""
-    classes = class_filter(camera, detector, file)
+@dataclass(frozen=True)
+class CameraChecks:
+    """What a camera's checks resolved: its class filter and those of its lines and zones."""
+
+    classes: np.ndarray | None
+    filters: dict[str, frozenset[int] | None]  # by line or zone name
+
+
+def check_camera(camera: CameraConfig, detector: Detector, file: str) -> CameraChecks:
+    """Everything about a camera that needs its model or GStreamer; ConfigError listing every problem."""
+    problems: list[str] = []
+    ids = _class_ids(camera.classes, detector, camera.model, f"{file}: classes", problems)
+    classes = None if ids is None else np.array(ids, dtype=np.int64)
+    filters: dict[str, frozenset[int] | None] = {}
+    for kind, items in (("lines", camera.lines), ("zones", camera.zones)):
+        for name, cfg in items.items():
+            found = _class_ids(
+                cfg.classes, detector, camera.model, f"{file}: {kind}.{name}.classes", problems
+            )
+            filters[name] = None if found is None else frozenset(found)
     if camera.source.pipeline is not None:
         from streamd.sources.gst import check_pipeline  # noqa: PLC0415 - PyGObject only when used
 
-        check_pipeline(camera, file)
-    return classes
+        try:
+            check_pipeline(camera, file)
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    return CameraChecks(classes, filters)

@@ -20,6 +20,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from streamd import __version__
+from streamd.analytics.snapshots import SnapshotStats
+from streamd.analytics.stage import CameraAnalytics
 from streamd.config import InvalidCamera
 from streamd.sinks import SinkRunner
 from streamd.sources import CameraState, CameraStats
@@ -30,6 +32,9 @@ __all__ = ["Metrics", "Sources"]
 
 # Seconds; dense where a live pipeline should be (tens of ms), sparse out to an overload.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+# Seconds in a zone: a person passing through (1-5 s) to one waiting in a queue (minutes).
+_DWELL_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 _CAMERA_COUNTERS = (  # metric name, CameraStats field, help
     ("streamd_camera_frames_decoded", "decoded", "Frames decoded."),
@@ -70,6 +75,8 @@ class Sources:
     workers: Callable[[], Mapping[tuple[str, int], WorkerView]]  # by (model, index)
     components: Callable[[], Mapping[str, Component]]
     invalid: Callable[[], Mapping[str, InvalidCamera]]
+    analytics: Callable[[], Mapping[str, CameraAnalytics]]
+    snapshots: Callable[[], SnapshotStats]
 
 
 class _Collector(Collector):
@@ -118,6 +125,7 @@ class _Collector(Collector):
             errors.add_metric([model, str(index)], worker.errors)
         yield errors
         yield from self._components()
+        yield from self._analytics()
         invalid = GaugeMetricFamily(
             "streamd_camera_files_invalid", "Camera files that cannot run (their cameras are not running)."
         )
@@ -157,6 +165,51 @@ class _Collector(Collector):
             late.add_metric([name], round(component.late_by(now), 3))
         yield from (failures, restarts, running, late)
 
+    def _analytics(self) -> Iterable[Metric]:
+        crossings = CounterMetricFamily(
+            "streamd_line_crossings", "Line crossings counted since start.",
+            labels=["camera", "line", "direction", "class"],
+        )  # fmt: skip
+        totals = GaugeMetricFamily(
+            "streamd_line_count",
+            "A line's persisted totals, as in the events (reset on its schedule or a geometry change).",
+            labels=["camera", "line", "direction", "class"],
+        )  # fmt: skip
+        entries = CounterMetricFamily(
+            "streamd_zone_entries", "Zone entries since start.", labels=["camera", "zone", "class"]
+        )
+        exits = CounterMetricFamily(
+            "streamd_zone_exits", "Zone exits since start.", labels=["camera", "zone", "class"]
+        )
+        occupancy = GaugeMetricFamily(
+            "streamd_zone_occupancy", "Objects in a zone now.", labels=["camera", "zone", "class"]
+        )
+        for camera, analytics in self._sources.analytics().items():
+            values = analytics.metrics()
+            for line, counted in values["crossings"].items():
+                for (direction, cls), n in counted.items():
+                    crossings.add_metric([camera, line, direction, cls], n)
+            for line, (inward, outward) in values["totals"].items():
+                for direction, by_class in (("in", inward), ("out", outward)):
+                    for cls, n in by_class.items():
+                        totals.add_metric([camera, line, direction, cls], n)
+            for family, key in ((entries, "entries"), (exits, "exits"), (occupancy, "occupancy")):
+                for zone, by_class in values[key].items():
+                    for cls, n in by_class.items():
+                        family.add_metric([camera, zone, cls], n)
+        yield from (crossings, totals, entries, exits, occupancy)
+        shots = self._sources.snapshots()
+        for key, doc in (("written", "JPEG snapshot files written"),
+                         ("skipped", "event snapshots skipped: the encoder's queue was full"),
+                         ("failed", "event snapshots that could not be encoded or written"),
+                         ("deleted", "old snapshots deleted to stay under snapshots.max_mb")):  # fmt: skip
+            family = CounterMetricFamily(f"streamd_snapshots_{key}", doc.capitalize() + ".")
+            family.add_metric([], getattr(shots, key))
+            yield family
+        size = GaugeMetricFamily("streamd_snapshots_bytes", "Bytes of snapshots on disk.")
+        size.add_metric([], shots.bytes)
+        yield size
+
 
 class Metrics:
     """The daemon's registry: its own collectors, process resources, and the latency histograms."""
@@ -181,6 +234,17 @@ class Metrics:
             registry=self.registry,
         )
         self._children: dict[str, tuple[Histogram, Histogram]] = {}
+        self._dwell = Histogram(
+            "streamd_zone_dwell_seconds",
+            "Time inside a zone, observed at each exit.",
+            ["camera", "zone", "class"],
+            buckets=_DWELL_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_dwell(self, camera: str, zone: str, class_name: str, seconds: float) -> None:
+        """Record one zone visit's dwell time (called by the worker at a zone exit)."""
+        self._dwell.labels(camera, zone, class_name).observe(seconds)
 
     def observe(self, result: FrameResult) -> None:
         """Record one published frame's timings (called by the worker, per frame)."""
@@ -197,3 +261,9 @@ class Metrics:
         for histogram in (self._infer, self._latency):
             with contextlib.suppress(KeyError):
                 histogram.remove(camera)
+        # prometheus-client removes a child only by its full labels: drop this camera's dwell children.
+        with self._dwell._lock:
+            stale = [labels for labels in self._dwell._metrics if labels[0] == camera]
+        for labels in stale:
+            with contextlib.suppress(KeyError):
+                self._dwell.remove(*labels)

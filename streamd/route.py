@@ -1,8 +1,9 @@
-"""A camera's stage after inference: tracking (and analytics), then the FrameResult its sinks get.
+"""A camera's stage after inference: tracking, then analytics, then the FrameResult its sinks get.
 
-The route owns everything stateful about one camera's results: the tracker, and
-what reload keeps or replaces. Several workers may share a route (the board
-serialises a camera's frames), so its calls never overlap.
+The route owns everything stateful about one camera's results: the tracker and the
+analytics (lines, zones, track lifecycle), and what reload keeps or replaces. Several
+workers may share a route (the board serialises a camera's frames), so its calls never
+overlap. It also keeps the newest result, which the live view reads.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import supervision as sv
 
+from streamd.analytics.stage import CameraAnalytics
 from streamd.config import CameraConfig, effective_fps
 from streamd.log import Throttle, get_logger
 from streamd.redact import redact
@@ -31,6 +33,8 @@ class CameraRoute:
     stats: CameraStats
     class_ids: np.ndarray | None
     tracker: CameraTracker | None = field(default=None)
+    analytics: CameraAnalytics | None = field(default=None)
+    latest: FrameResult | None = field(default=None, repr=False)  # the newest result (for the live view)
     _throttle: Throttle = field(default_factory=lambda: Throttle(60.0), repr=False)
 
     def tracker_for(self) -> CameraTracker:
@@ -41,11 +45,12 @@ class CameraRoute:
         return self.tracker
 
     def finish(self, frame: Frame, detections: sv.Detections, wait_s: float, infer_s: float) -> FrameResult:
-        """Track one frame's detections and build its result (timings up to now)."""
+        """Track one frame's detections, run its analytics, and build its result (timings up to now)."""
         t_track = time.monotonic()
-        tracked = self.tracker_for().update(detections, frame.t_capture)
+        tracked = self.tracker_for().update(detections, frame.t_scene)
+        events, states = self.analytics.update(frame, tracked) if self.analytics is not None else ((), ())
         t_done = time.monotonic()
-        return FrameResult(
+        result = FrameResult(
             camera=frame.camera,
             seq=frame.seq,
             ts=frame.ts,
@@ -60,7 +65,12 @@ class CameraRoute:
                 total=t_done - frame.t_capture,
             ),
             t_capture=frame.t_capture,
+            events=events,
+            states=states,
+            picture=frame.picture,
         )
+        self.latest = result
+        return result
 
     def succeeded(self) -> None:
         """A frame of this camera went through: its processing problem, if any, is over."""

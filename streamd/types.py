@@ -7,12 +7,16 @@ Detections are supervision's ``sv.Detections`` in source-image pixels, with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 import supervision as sv
 
 from streamd.picture import to_bgr
+
+if TYPE_CHECKING:
+    from streamd.analytics.events import Event, StateUpdate
 
 __all__ = ["Frame", "FrameResult", "Timings"]
 
@@ -33,6 +37,13 @@ class Frame:
     decode_s: float  # time spent demuxing and decoding this frame
     t_ready: float  # time.monotonic() when the frame was put in the camera's slot
     picture: av.VideoFrame
+    # Monotonic time of the scene, what tracking and events reason with: t_capture, except for
+    # a file replayed faster than real time, where it is the frame's place in the file.
+    t_scene: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.t_scene:
+            object.__setattr__(self, "t_scene", self.t_capture)
 
     @property
     def width(self) -> int:
@@ -70,3 +81,6 @@ class FrameResult:
     detections: sv.Detections
     timings: Timings
     t_capture: float  # monotonic, so sinks can measure their own lag
+    events: tuple[Event, ...] = ()  # what happened at this frame (lines, zones, tracks)
+    states: tuple[StateUpdate, ...] = ()  # line totals and zone occupancy that changed
+    picture: av.VideoFrame | None = None  # the decoded picture, for snapshots and the live view

@@ -7,8 +7,9 @@ import re
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from streamd.config.analytics import AnalyticsConfig, EventType, LineConfig, SnapshotConfig, ZoneConfig
 from streamd.config.base import PositiveSeconds, Probability, Strict
 from streamd.config.daemon import check_host_port
 
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def source_kind(url: str) -> Literal["rtsp", "v4l2", "file"]:
@@ -122,10 +124,13 @@ class CameraSinkConfig(Strict):
     """A sink a camera sends to, and what it sends there."""
 
     name: str = Field(description="a sink name from streamd.yaml")
-    send: Literal["all", "detections", "changes"] = Field(
+    send: Literal["all", "detections", "changes", "none"] = Field(
         "all",
-        description="every frame, only frames with detections, or only when the set of tracked objects"
-        " changes",
+        description="frames: every one, only those with detections, only when the set of tracked objects"
+        " changes, or none (events only)",
+    )
+    events: bool | list[EventType] = Field(
+        False, description="events too: true for every type, or a list of types (e.g. [line.cross])"
     )
     max_rate: float | None = Field(
         None, gt=0, description="at most this many messages a second; the newest wins"
@@ -147,8 +152,33 @@ class CameraConfig(Strict):
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig, description="box smoothing")
     sinks: list[CameraSinkConfig] = Field(
         default_factory=list,
-        description="sinks that get this camera's results: names, or {name, send, max_rate}",
+        description="sinks that get this camera's results: names, or {name, send, events, max_rate}",
     )
+    lines: dict[str, LineConfig] = Field(default_factory=dict, description="counting lines by name")
+    zones: dict[str, ZoneConfig] = Field(default_factory=dict, description="zones by name")
+    analytics: AnalyticsConfig = Field(
+        default_factory=AnalyticsConfig, description="track events, id switches"
+    )
+    snapshots: SnapshotConfig = Field(
+        default_factory=SnapshotConfig, description="pictures attached to events"
+    )
+
+    @field_validator("lines", "zones")
+    @classmethod
+    def _names(cls, value: dict[str, object]) -> dict[str, object]:
+        bad = [name for name in value if not _NAME.fullmatch(name)]
+        if bad:
+            raise ValueError(
+                f"{bad[0]!r}: names are letters, digits, '_', '-' and '.' (they name MQTT topics and files)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> CameraConfig:
+        shared = sorted(self.lines.keys() & self.zones.keys())
+        if shared:
+            raise ValueError(f"{shared[0]!r} names both a line and a zone; give each its own name")
+        return self
 
     @field_validator("sinks", mode="before")
     @classmethod

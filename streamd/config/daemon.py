@@ -21,6 +21,7 @@ __all__ = [
     "OutboxConfig",
     "RetryConfig",
     "SinkConfig",
+    "SnapshotStoreConfig",
     "TlsConfig",
     "WebhookSinkConfig",
     "ZmqConfig",
@@ -198,6 +199,12 @@ class MqttSinkConfig(_SinkBase):
     password_env: str | None = Field(None, description="environment variable holding the password")
     tls: TlsConfig | None = Field(None, description="TLS settings; TLS is on when this key is present")
     topic: str = Field("streamd/{camera}/frames", description="topic template; {camera} is the camera id")
+    event_topic: str = Field("streamd/{camera}/events", description="topic of the events a camera sends here")
+    state_topic: str | None = Field(
+        "streamd/{camera}/{key}",
+        description="retained topic of each line's totals and zone's occupancy ({key}: lines/<name>,"
+        " zones/<name>), for cameras that send events here; null: none",
+    )
     qos: Literal[0, 1, 2] = Field(1, description="QoS; at_least_once needs 1 or 2")
     retain: bool = Field(False, description="retain the last message of each topic")
     availability_topic: str = Field(
@@ -220,6 +227,18 @@ class MqttSinkConfig(_SinkBase):
                 " CA certificates, or remove the key for no TLS"
             )
         return data
+
+    @field_validator("topic", "event_topic", "state_topic")
+    @classmethod
+    def _placeholders(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                value.format(camera="c", key="k", client_id="i")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"unknown placeholder {exc}; use {{camera}} (and {{key}} in state_topic)"
+                ) from exc
+        return value
 
     @model_validator(mode="after")
     def _at_least_once_needs_acks(self) -> MqttSinkConfig:
@@ -254,6 +273,17 @@ class WebhookSinkConfig(_SinkBase):
 
 
 SinkConfig = Annotated[MqttSinkConfig | WebhookSinkConfig, Field(discriminator="type")]
+
+
+class SnapshotStoreConfig(Strict):
+    """Where event snapshots go (state_dir/snapshots) and how much of the disk they may take."""
+
+    max_mb: float = Field(256.0, gt=0, description="most megabytes of snapshots kept; the oldest go first")
+    queue_size: int = Field(
+        8,
+        ge=1,
+        description="snapshots waiting to be encoded; beyond it one is skipped and counted, never waited for",
+    )
 
 
 class LogConfig(Strict):
@@ -327,6 +357,9 @@ class DaemonConfig(Strict):
         4.0, description="how long stopping may take before threads are abandoned"
     )
     http: HttpConfig = Field(default_factory=HttpConfig, description="health, metrics and status endpoints")
+    snapshots: SnapshotStoreConfig = Field(
+        default_factory=SnapshotStoreConfig, description="storage of the pictures attached to events"
+    )
     strict_start: bool = Field(
         False,
         description="refuse to start when a camera file is invalid; by default the valid cameras start"

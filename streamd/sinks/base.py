@@ -1,5 +1,10 @@
 """What every sink shares: per-camera filters, a bounded queue, a thread, a delivery policy.
 
+What a camera sends a sink: its frames (all, with detections, on changes, or none, at
+most ``max_rate`` a second) and, when asked, its events and the retained states of its
+lines and zones (transports that keep state, MQTT). Events are never held back by
+``max_rate``: a frame held back still lets the events of its result through.
+
 The worker only ever calls ``SinkRunner.offer``, which never blocks. Each runner
 has its own thread that talks to its transport (ZeroMQ, MQTT, HTTP), so a slow
 or dead peer stalls nobody else.
@@ -28,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from streamd.analytics.events import Event, StateUpdate
 from streamd.backoff import Backoff
 from streamd.config import CameraSinkConfig, RetryConfig
 from streamd.log import Throttle, get_logger
@@ -37,7 +43,7 @@ from streamd.sinks.outbox import Outbox
 from streamd.supervise import Component
 from streamd.types import FrameResult
 
-__all__ = ["CameraFilter", "DeliveryError", "Item", "SinkRunner", "SinkStats", "Transport"]
+__all__ = ["CameraFilter", "DeliveryError", "Item", "Outgoing", "SinkRunner", "SinkStats", "Transport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,22 @@ class Item:
     payload: bytes
     row_id: int = 0  # outbox row, for at_least_once
     queued: float = 0.0  # time.time() it was queued or committed, for the batch fill wait
+    kind: str = "frame"  # frame (streamd.frame/1), event (streamd.event/1) or state (streamd.state/1)
+    key: str = ""  # a state's line or zone: "lines/<name>", "zones/<name>"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One result, and what of it a sink sends: the frame's message, some events, some states."""
+
+    result: FrameResult
+    frame: bool
+    events: tuple[Event, ...] = ()
+    states: tuple[StateUpdate, ...] = ()
+
+    @property
+    def messages(self) -> int:
+        return int(self.frame) + len(self.events) + len(self.states)
 
 
 class DeliveryError(Exception):
@@ -72,6 +94,7 @@ class Transport(Protocol):
     max_batch: int  # most items per send call
     fill: int  # a send waits for this many items...
     fill_wait_s: float  # ...for at most this long after the oldest was queued (0: never waits)
+    keeps_state: bool  # it takes the retained states of lines and zones (MQTT)
 
     def send(self, items: list[Item]) -> None:
         """Deliver every item, returning once the peer acknowledged them; DeliveryError otherwise."""
@@ -87,7 +110,7 @@ class SinkStats:
     failed: int = 0  # given up: the peer refused them for good
     retried: int = 0  # attempts after a failure
     dropped: int = 0  # discarded: memory queue full, or outbox bounds
-    filtered: int = 0  # not sent because of the camera's send/max_rate settings
+    filtered: int = 0  # frames not sent because of the camera's send/max_rate settings
     outbox: int = 0  # rows waiting in the outbox
     last_error: str | None = None
 
@@ -101,11 +124,18 @@ class CameraFilter:
     _last_sent: float = float("-inf")
     pending: FrameResult | None = field(default=None)
 
+    def events(self, result: FrameResult) -> tuple[Event, ...]:
+        """The result's events this camera sends to this sink."""
+        wanted = self.config.events
+        if not wanted or not result.events:
+            return ()
+        return result.events if wanted is True else tuple(e for e in result.events if e.type in wanted)
+
     def admit(self, result: FrameResult, now: float) -> bool:
-        """Whether to send ``result`` now; a rate-capped one may be kept as ``pending`` (newest wins)."""
+        """Whether to send the frame of ``result`` now; a rate-capped one may wait as ``pending``."""
         send = self.config.send
         dets = result.detections
-        if send == "detections" and len(dets) == 0:
+        if send == "none" or (send == "detections" and len(dets) == 0):
             return False
         if send == "changes":
             ids = dets.tracker_id if dets.tracker_id is not None else [-1] * len(dets)
@@ -153,7 +183,7 @@ class SinkRunner:
         self.transport = transport
         self.name = transport.name
         self.stats = SinkStats()
-        self._queue: collections.deque[FrameResult] = collections.deque()
+        self._queue: collections.deque[Outgoing] = collections.deque()
         self._size = queue_size
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -199,26 +229,32 @@ class SinkRunner:
             component.start()
 
     def offer(self, result: FrameResult) -> None:
-        """Queue a result if its camera sends it here; never blocks (the oldest is dropped when full)."""
+        """Queue what of a result its camera sends here; never blocks (the oldest is dropped when full)."""
         with self._cond:
-            if self._stop.is_set():  # too late: counted, never silently lost
-                self.stats.dropped += 1
-                return
             filt = self._filters.get(result.camera)
             if filt is None and not self._accept_all:
                 return
-            if filt is not None and not filt.admit(result, time.monotonic()):
-                self.stats.filtered += 1
-                self._cond.notify()  # a pending result may need a wake-up to be flushed later
-                return
-            self._enqueue(result)
+            if filt is None:  # ZeroMQ: every frame and every event
+                out = Outgoing(result, True, result.events)
+            else:
+                frame = filt.admit(result, time.monotonic())
+                events = filt.events(result)
+                states = result.states if self.transport.keeps_state and filt.config.events else ()
+                if not frame:
+                    self.stats.filtered += 1
+                    self._cond.notify()  # a pending result may need a wake-up to be flushed later
+                out = Outgoing(result, frame, events, states)
+            if out.messages:
+                self._enqueue(out)
 
-    def _enqueue(self, result: FrameResult) -> None:
+    def _enqueue(self, out: Outgoing) -> None:
+        if self._stop.is_set():  # too late: counted, never silently lost
+            self.stats.dropped += out.messages
+            return
         if len(self._queue) >= self._size:
-            self._queue.popleft()
-            self.stats.dropped += 1
-        self._queue.append(result)
-        self.stats.accepted += self._outbox is None
+            self.stats.dropped += self._queue.popleft().messages
+        self._queue.append(out)
+        self.stats.accepted += out.messages if self._outbox is None else 0
         self._cond.notify()
 
     def stop(self) -> None:
@@ -265,28 +301,39 @@ class SinkRunner:
         fill_due = self._held[0].queued + self.transport.fill_wait_s - time.time() + time.monotonic()
         return self._retry_at if self._batch_ready(self._held) else max(self._retry_at, fill_due)
 
-    def _hold(self, results: list[FrameResult]) -> None:
+    def _hold(self, entries: list[Outgoing]) -> None:
         now = time.time()
-        self._held.extend(
-            Item(r.camera, p, queued=now) for r in results if (p := self._encode(r)) is not None
-        )
+        for out in entries:
+            self._held.extend(self._encode(out, now))
         overflow = len(self._held) - self._size
         if overflow > 0:  # still bounded while a peer is down
             del self._held[:overflow]
             self.stats.dropped += overflow
 
-    def _encode(self, result: FrameResult) -> bytes | None:
-        """The message of a result; None (counted as failed, logged) when it cannot be encoded."""
-        try:
-            return encode_frame(result)
-        except Exception as exc:
-            self.stats.failed += 1
-            self.stats.last_error = redact(f"cannot encode a result of {result.camera}: {exc!r}")
-            held = self._encode_throttle.ready()
-            if held is not None:
-                self._log.exception("cannot encode a result; skipped", camera=result.camera,
-                                    repeats_not_logged=held)  # fmt: skip
-            return None
+    def _encode(self, out: Outgoing, now: float) -> list[Item]:
+        """The messages of an entry; one that cannot be encoded is counted as failed, logged and skipped."""
+        camera = out.result.camera
+        parts: list[tuple[str, str, object]] = [("frame", "", out.result)] if out.frame else []
+        parts += [("event", "", e) for e in out.events] + [("state", s.key, s) for s in out.states]
+        items = []
+        for kind, key, part in parts:
+            try:
+                if isinstance(part, Event):
+                    payload = part.encode()
+                elif isinstance(part, StateUpdate):
+                    payload = part.payload
+                else:
+                    payload = encode_frame(out.result)
+            except Exception as exc:
+                self.stats.failed += 1
+                self.stats.last_error = redact(f"cannot encode a {kind} of {camera}: {exc!r}")
+                held = self._encode_throttle.ready()
+                if held is not None:
+                    self._log.exception("cannot encode a result; skipped", camera=camera, kind=kind,
+                                        repeats_not_logged=held)  # fmt: skip
+                continue
+            items.append(Item(camera, payload, queued=now, kind=kind, key=key))
+        return items
 
     def _batch_ready(self, items: list[Item]) -> bool:
         """Whether to send now: enough items, or the oldest has waited its fill time (or stopping)."""
@@ -328,15 +375,15 @@ class SinkRunner:
         except Exception as exc:
             self._log.warning("sink close failed", error=repr(exc))
 
-    def _wait_for_work(self, backlog: Callable[[], float | None]) -> list[FrameResult]:
+    def _wait_for_work(self, backlog: Callable[[], float | None]) -> list[Outgoing]:
         """New results, once there are some, or the backlog is due (monotonic time), or on stop."""
         with self._cond:
             while True:
                 now = time.monotonic()
                 for filt in self._filters.values():
                     result = filt.due(now)
-                    if result is not None:
-                        self._enqueue(result)
+                    if result is not None:  # its events went out with it already
+                        self._enqueue(Outgoing(result, True))
                 due = backlog()
                 if self._queue or (due is not None and now >= due) or self._stop.is_set():
                     fresh = list(self._queue)
@@ -348,23 +395,22 @@ class SinkRunner:
                 timeout = min([0.5, *[max(d - now, 0.001) for d in deadlines]])
                 self._cond.wait(timeout)
 
-    def _commit(self, results: list[FrameResult]) -> None:
+    def _commit(self, entries: list[Outgoing]) -> None:
         assert self._outbox is not None
-        if not results:
+        if not entries:
             return
-        encoded = [(r.camera, p) for r in results if (p := self._encode(r)) is not None]
+        now = time.time()
+        items = [item for out in entries for item in self._encode(out, now)]
         try:
-            dropped = self._outbox.add(encoded)
+            dropped = self._outbox.add([(i.camera, i.payload, i.kind, i.key) for i in items])
         except Exception:
             # Not committed: put them back in front, so a restart of the writer commits them.
             with self._cond:
-                self._queue.extendleft(reversed(results))
-                overflow = len(self._queue) - self._size
-                for _ in range(max(0, overflow)):
-                    self._queue.popleft()
-                    self.stats.dropped += 1
+                self._queue.extendleft(reversed(entries))
+                while len(self._queue) > self._size:
+                    self.stats.dropped += self._queue.popleft().messages
             raise
-        self.stats.accepted += len(results)
+        self.stats.accepted += len(items)
         self.stats.outbox = self._outbox.count
         self._committed.set()
         if dropped:
@@ -375,7 +421,7 @@ class SinkRunner:
     def _send_from_outbox(self) -> None:
         assert self._outbox is not None
         rows = self._outbox.peek(0, self.transport.max_batch)
-        items = [Item(r.camera, r.payload, r.id, r.created) for r in rows]
+        items = [Item(r.camera, r.payload, r.id, r.created, r.kind, r.key) for r in rows]
         if not self._batch_ready(items):
             if items:  # wait for the batch to fill, or its oldest to have waited long enough
                 self._stop.wait(max(0.001, items[0].queued + self.transport.fill_wait_s - time.time()))

@@ -14,7 +14,7 @@ from streamd.sinks.zmq import ZmqTransport
 
 __all__ = ["SINK_TYPES", "build_sinks"]
 
-SINK_TYPES: dict[str, Callable[..., Transport]] = {
+SINK_TYPES: dict[str, Callable[..., Transport]] = {  # each type's constructor: (name, config, file)
     "mqtt": MqttTransport,
     "webhook": WebhookTransport,
 }

@@ -53,6 +53,7 @@ class MqttTransport:
         self.max_batch = cfg.max_inflight
         self.fill = 1
         self.fill_wait_s = 0.0
+        self.keeps_state = cfg.state_topic is not None
         self._cfg = cfg
         self._log = get_logger(sink=name)
         self._connected = threading.Event()
@@ -142,8 +143,8 @@ class MqttTransport:
             raise DeliveryError(f"not connected to the broker{f': {reason}' if reason else ''}", retry=True)
         infos: list[mqtt.MQTTMessageInfo] = []
         for item in items:
-            topic = self._cfg.topic.format(camera=item.camera)
-            info = self._client.publish(topic, item.payload, qos=self._cfg.qos, retain=self._cfg.retain)
+            topic, retain = self._topic(item)
+            info = self._client.publish(topic, item.payload, qos=self._cfg.qos, retain=retain)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 raise DeliveryError(
                     f"publish failed: {mqtt.error_string(info.rc)}", retry=True, acked=len(infos)
@@ -163,6 +164,15 @@ class MqttTransport:
                 raise DeliveryError(
                     f"the broker refused it: {refused}", retry=refused.value in _TRANSIENT, acked=acked
                 )
+
+    def _topic(self, item: Item) -> tuple[str, bool]:
+        """Where an item goes, and whether the broker keeps it for later subscribers."""
+        cfg = self._cfg
+        if item.kind == "event":
+            return cfg.event_topic.format(camera=item.camera), False
+        if item.kind == "state" and cfg.state_topic is not None:
+            return cfg.state_topic.format(camera=item.camera, key=item.key), True  # the current value
+        return cfg.topic.format(camera=item.camera), cfg.retain
 
     def close(self) -> None:
         self._closing = True

@@ -26,9 +26,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     camera TEXT NOT NULL,
     created REAL NOT NULL,
-    payload BLOB NOT NULL
+    payload BLOB NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'frame',
+    key TEXT NOT NULL DEFAULT ''
 )
 """
+# Outboxes written before events existed hold frames only: the new columns' defaults say so.
+_MIGRATIONS = {
+    "kind": "ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'frame'",
+    "key": "ALTER TABLE outbox ADD COLUMN key TEXT NOT NULL DEFAULT ''",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +44,8 @@ class Row:
     camera: str
     payload: bytes
     created: float  # time.time() it was committed
+    kind: str = "frame"  # frame, event or state
+    key: str = ""  # a state's line or zone
 
 
 class Outbox:
@@ -53,6 +62,10 @@ class Outbox:
         # NORMAL survives a killed process; FULL also a power loss, at an fsync per commit.
         self._db.execute(f"PRAGMA synchronous={'FULL' if bounds.fsync else 'NORMAL'}")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        for column, statement in _MIGRATIONS.items():
+            if column not in columns:
+                self._db.execute(statement)
         self._db.execute("CREATE INDEX IF NOT EXISTS outbox_created ON outbox (created)")
         count, size = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
@@ -60,19 +73,21 @@ class Outbox:
         self.count: int = count
         self.bytes: int = size
 
-    def add(self, items: Sequence[tuple[str, bytes]], now: float | None = None) -> int:
-        """Commit messages ``(camera, payload)``; returns how many old ones the bounds dropped."""
+    def add(
+        self, items: Sequence[tuple[str, bytes] | tuple[str, bytes, str, str]], now: float | None = None
+    ) -> int:
+        """Commit ``(camera, payload[, kind, key])`` messages; how many old ones the bounds dropped."""
         if not items:
             return 0
         now = time.time() if now is None else now
+        rows = [(item[0], now, item[1], *(item[2:] or ("frame", ""))) for item in items]
         with self._lock, self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT INTO outbox (camera, created, payload) VALUES (?, ?, ?)",
-                [(camera, now, payload) for camera, payload in items],
+                "INSERT INTO outbox (camera, created, payload, kind, key) VALUES (?, ?, ?, ?, ?)", rows
             )
             self.count += len(items)
-            self.bytes += sum(len(p) for _, p in items)
+            self.bytes += sum(len(row[2]) for row in rows)
             return self._enforce_bounds(now)
 
     def _enforce_bounds(self, now: float) -> int:
@@ -106,10 +121,10 @@ class Outbox:
         """The oldest rows with an id above ``after_id``."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, camera, payload, created FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                "SELECT id, camera, payload, created, kind, key FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
                 (after_id, limit),
             ).fetchall()
-        return [Row(i, c, bytes(p), t) for i, c, p, t in rows]
+        return [Row(i, c, bytes(p), t, kind, key) for i, c, p, t, kind, key in rows]
 
     def remove(self, ids: Sequence[int]) -> None:
         """Delete acknowledged rows."""

@@ -52,6 +52,7 @@ class WebhookTransport:
         # Wait up to batch_wait_s for a full request of batch_max messages.
         self.fill = cfg.batch_max
         self.fill_wait_s = cfg.batch_wait_s
+        self.keeps_state = False
         self._cfg = cfg
         secret = read_secret(f"{where}: sinks.{name}", cfg.secret_file, cfg.secret_env)
         self._secret = secret.encode() if secret else None
@@ -71,7 +72,7 @@ class WebhookTransport:
             acked += len(chunk)
 
     def _post(self, chunk: list[Item]) -> None:
-        ids = [orjson.loads(i.payload).get("message_id", "") for i in chunk]
+        ids = [(body := orjson.loads(i.payload)).get("message_id") or body.get("event_id", "") for i in chunk]
         if self._cfg.batch_max == 1:
             body, key = chunk[0].payload, ids[0]
         else:

@@ -1,9 +1,10 @@
-"""The ZeroMQ PUB socket: multipart ``[streamd/<camera>, json]``."""
+"""The ZeroMQ PUB socket: multipart ``[streamd/<camera>, frame]`` and ``[streamd.event/<camera>, event]``."""
 
 from __future__ import annotations
 
 import zmq
 
+from streamd.analytics.events import event_topic
 from streamd.config import ZmqConfig
 from streamd.message import topic
 from streamd.sinks.base import Item
@@ -18,6 +19,7 @@ class ZmqTransport:
     max_batch = 256
     fill = 1
     fill_wait_s = 0.0
+    keeps_state = False
 
     def __init__(self, config: ZmqConfig, context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
         self._context = context or zmq.Context.instance()
@@ -32,7 +34,8 @@ class ZmqTransport:
     def send(self, items: list[Item]) -> None:
         for item in items:
             # NOBLOCK: at the high-water mark PUB drops rather than blocks; it never raises Again.
-            self._socket.send_multipart([topic(item.camera), item.payload], flags=zmq.NOBLOCK)
+            name = event_topic(item.camera) if item.kind == "event" else topic(item.camera)
+            self._socket.send_multipart([name, item.payload], flags=zmq.NOBLOCK)
 
     def close(self) -> None:
         self._socket.close(linger=0)

@@ -220,7 +220,7 @@ class Camera:
                     width=picture.picture.width,
                     height=picture.picture.height,
                 )
-            if not self._cap.admit(picture.t_capture):
+            if not self._cap.admit(picture.t_scene):
                 self.stats.skipped += 1
                 continue
             self._slot.put(
@@ -229,6 +229,7 @@ class Camera:
                     seq=seq,
                     ts=picture.ts,
                     t_capture=picture.t_capture,
+                    t_scene=picture.t_scene,
                     decode_s=picture.decode_s,
                     t_ready=time.monotonic(),
                     picture=picture.picture,

@@ -173,7 +173,13 @@ class GstStream:
             sample, t_capture, ts = got
             # Decoding happened in GStreamer's threads; only the copy out is timed here.
             picture = _to_picture(sample)
-            yield Picture(picture=picture, ts=ts, t_capture=t_capture, decode_s=time.monotonic() - t_capture)
+            yield Picture(
+                picture=picture,
+                ts=ts,
+                t_capture=t_capture,
+                decode_s=time.monotonic() - t_capture,
+                t_scene=t_capture,
+            )
             got = self._pull(self._camera.source.read_timeout_s, stop)
             if got is None and not stop.is_set():
                 raise SourceError("no data within the read timeout (camera hung)")

@@ -29,9 +29,10 @@ class Picture:
     """A decoded picture with the time its data arrived."""
 
     picture: av.VideoFrame
-    ts: float  # wall clock when its packet arrived
-    t_capture: float  # monotonic, same instant
+    ts: float  # wall clock of the scene: when its packet arrived (a replayed file: its place in the file)
+    t_capture: float  # monotonic, when its packet arrived: latencies are measured from it
     decode_s: float
+    t_scene: float  # monotonic time of the scene: t_capture, or for a replayed file its place in the file
 
 
 def _rtsp_options(camera: CameraConfig) -> dict[str, str]:
@@ -77,6 +78,7 @@ class Stream:
             self._video.thread_count = threads
         rate = self._video.average_rate or self._video.guessed_rate
         self.fps: float | None = float(rate) if rate else None
+        self._scene_origin: tuple[float, float] | None = None
 
     def __enter__(self) -> Stream:
         return self
@@ -92,8 +94,13 @@ class Stream:
     def pictures(self, stop: threading.Event) -> Iterator[Picture]:
         """Decoded pictures until the source ends, fails (SourceError) or ``stop`` is set."""
         paced = not self._live and self._camera.source.realtime
+        # Replayed as fast as the worker goes, a file's frames arrive faster than they were
+        # filmed: the scene's clock is their place in the file, so that tracking and events,
+        # which reason in seconds, see the scene as it was.
+        replay = not self._live and not paced
         period = 1.0 / (self.fps or 25.0)
         started = time.monotonic()
+        self._scene_origin = (started, time.time()) if replay else None
         count = 0
         while not stop.is_set():
             try:
@@ -129,7 +136,13 @@ class Stream:
             ts = time.time()
             for picture in packet.decode():
                 now = time.monotonic()
-                yield Picture(picture=picture, ts=ts, t_capture=t_capture, decode_s=now - t_capture)
+                t_scene = t_capture
+                if self._scene_origin is not None:
+                    t_scene = self._scene_origin[0] + count * period
+                    ts = self._scene_origin[1] + count * period
+                yield Picture(
+                    picture=picture, ts=ts, t_capture=t_capture, decode_s=now - t_capture, t_scene=t_scene
+                )
                 count += 1
                 t_capture, ts = now, time.time()
 

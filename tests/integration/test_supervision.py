@@ -171,7 +171,7 @@ def test_a_result_that_cannot_be_encoded_is_counted_and_skipped(running, monkeyp
     raise_once(base, "encode_frame", "injected encode fault")
     assert wait_for(lambda: running.daemon._sinks_by_name["zmq"].stats.failed == 1, 5)
     stats = running.daemon._sinks_by_name["zmq"].stats
-    assert "cannot encode a result" in (stats.last_error or "")
+    assert "cannot encode a frame of" in (stats.last_error or "")
     assert len(running.messages(1.0)) >= 10
     assert running.component("sink/zmq")["failures"] == 0  # the thread itself never failed
 
