@@ -50,6 +50,10 @@ def _camera_line(config: Config, camera_id: str) -> str:
         f"tracker={'on' if cam.tracker.enabled else 'off'}",
         f"smoothing={'on' if cam.smoothing.enabled and cam.tracker.enabled else 'off'}",
     ]
+    if cam.lines:
+        parts.append(f"lines={','.join(cam.lines)}")
+    if cam.zones:
+        parts.append(f"zones={','.join(cam.zones)}")
     if not cam.enabled:
         parts.append("(disabled)")
     return " ".join(parts)

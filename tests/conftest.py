@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import MODEL, VIDEO, RtspServer
+from tests.helpers import MODEL, VIDEO, RtspServer, clip
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,3 +29,9 @@ def rtsp_camera(rtsp_servers: list[RtspServer]) -> RtspServer:
     server = RtspServer().start()
     rtsp_servers.append(server)
     return server
+
+
+@pytest.fixture(scope="session")
+def clip40(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 40 s (400 frames) of the pedestrian video: 13 people cross the middle of the path."""
+    return clip(tmp_path_factory.mktemp("clips") / "pedestrians-40s.mp4", 40.0)

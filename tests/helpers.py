@@ -28,6 +28,25 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SERVER = REPO / "streamd" / "simulate" / "rtsp_server.py"
 
 
+def clip(path: Path, seconds: float, video: Path = VIDEO) -> Path:
+    """The first ``seconds`` of a video, copied without re-encoding (keyframes every second)."""
+    import av  # noqa: PLC0415
+
+    if path.is_file():
+        return path
+    with av.open(str(video)) as src, av.open(str(path), "w") as dst:
+        stream = src.streams.video[0]
+        out = dst.add_stream_from_template(stream)
+        for packet in src.demux(stream):
+            if packet.dts is None:
+                continue
+            if packet.pts is not None and float(packet.pts * stream.time_base) >= seconds:
+                break
+            packet.stream = out
+            dst.mux(packet)
+    return path
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

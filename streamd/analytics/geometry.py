@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "ANCHORS",
     "Point",
+    "Polygon",
     "anchor_points",
     "crossing",
     "distance_to_line",
@@ -111,13 +112,26 @@ def polygon_self_intersects(polygon: Sequence[Point]) -> bool:
     return False
 
 
+class Polygon:
+    """A polygon whose edges are prepared once, for the many inside tests of a zone."""
+
+    def __init__(self, corners: np.ndarray) -> None:
+        self.corners = np.asarray(corners, dtype=np.float64)
+        x1, y1 = self.corners[:, 0], self.corners[:, 1]
+        x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+        self._y1, self._y2, self._x1 = y1[None, :], y2[None, :], x1[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self._slope = ((x2 - x1) / (y2 - y1))[None, :]  # inf on horizontal edges, never straddled
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """Which of ``points`` (N, 2) lie inside, by the even-odd rule."""
+        x, y = points[:, 0][:, None], points[:, 1][:, None]
+        straddles = (self._y1 > y) != (self._y2 > y)
+        with np.errstate(invalid="ignore"):
+            hits = straddles & (x < self._x1 + (y - self._y1) * self._slope)
+        return np.asarray(np.count_nonzero(hits, axis=1) % 2 == 1)
+
+
 def inside_polygon(polygon: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Which of ``points`` (N, 2) lie inside ``polygon`` (M, 2), by the even-odd rule, vectorised."""
-    x, y = points[:, 0][:, None], points[:, 1][:, None]
-    x1, y1 = polygon[:, 0][None, :], polygon[:, 1][None, :]
-    x2, y2 = np.roll(polygon[:, 0], -1)[None, :], np.roll(polygon[:, 1], -1)[None, :]
-    straddles = (y1 > y) != (y2 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_at_y = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-    hits = straddles & (x < x_at_y)
-    return np.asarray(hits.sum(axis=1) % 2 == 1)
+    """Which of ``points`` (N, 2) lie inside ``polygon`` (M, 2), by the even-odd rule."""
+    return Polygon(polygon).contains(points)

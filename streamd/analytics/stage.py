@@ -20,7 +20,7 @@ import supervision as sv
 
 from streamd.analytics.counts import CameraCounts, LineTotals, next_reset
 from streamd.analytics.events import STATE_SCHEMA, Event, StateUpdate
-from streamd.analytics.geometry import anchor_points, inside_polygon
+from streamd.analytics.geometry import Polygon, anchor_points
 from streamd.analytics.lines import Crossing, LineCrossings
 from streamd.analytics.snapshots import SnapshotStore
 from streamd.analytics.tracks import TrackBook, TrackInfo
@@ -55,7 +55,7 @@ class _Line:
 class _Zone:
     config: ZoneConfig
     classes: frozenset[int] | None
-    polygon: np.ndarray
+    polygon: Polygon
     occupancy: ZoneOccupancy
     entries: Counter[str] = field(default_factory=Counter)  # by class, since start
     exits: Counter[str] = field(default_factory=Counter)
@@ -178,7 +178,7 @@ class CameraAnalytics:
                 zcfg.polygon, zcfg.anchor)  # fmt: skip
             occupancy = old_zone.occupancy if same and old_zone is not None else ZoneOccupancy(0, 0, None)
             occupancy.enter_s, occupancy.exit_s, occupancy.loiter_s = zcfg.enter_s, zcfg.exit_s, zcfg.loiter_s
-            polygon = np.array(zcfg.polygon, dtype=np.float64)
+            polygon = Polygon(np.array(zcfg.polygon, dtype=np.float64))
             zones[name] = _Zone(zcfg, filters.get(name), polygon, occupancy,
                                 *(kept if (kept := self._zone_counters(old_zone, same)) else ()))  # fmt: skip
         self._lines, self._zones = lines, zones
@@ -255,7 +255,7 @@ class CameraAnalytics:
     def _watch_zones(self, ctx: _Frame, seen: _Seen) -> list[Event]:
         events = []
         for name, zone in self._zones.items():
-            inside = inside_polygon(zone.polygon, seen.anchors(zone.config.anchor))
+            inside = zone.polygon.contains(seen.anchors(zone.config.anchor))
             for i in seen.rows(zone.classes):
                 for ze in zone.occupancy.observe(int(seen.ids[i]), seen.names[i], bool(inside[i]), seen.t):
                     events.append(self._zone_event(ctx, name, zone, ze, box=seen.box(i)))

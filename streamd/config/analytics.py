@@ -102,13 +102,13 @@ class ZoneConfig(Strict):
     @model_validator(mode="after")
     def _simple_polygon(self) -> ZoneConfig:
         corners = [(float(x), float(y)) for x, y in self.polygon]
+        if polygon_self_intersects(corners):  # first: a bow tie's two halves also cancel to no area
+            raise ValueError("polygon: two of its edges cross; list the corners in order around the zone")
         twice_area = sum(
             x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(corners, corners[1:] + corners[:1], strict=True)
         )
         if abs(twice_area) < 1e-6:
             raise ValueError("polygon: its corners enclose no area (all on one line?)")
-        if polygon_self_intersects(corners):
-            raise ValueError("polygon: two of its edges cross; list the corners in order around the zone")
         return self
 
 

@@ -251,3 +251,54 @@ def test_camera_files_are_checked_even_when_the_daemon_file_is_invalid(tmp_path)
     lines = problems(write(tmp_path, daemon=daemon, cameras={"door": {"url": "rtsp://h/s", "fpss": 1}}))
     assert any("streamd.yaml: zmq.endpoint" in line for line in lines)
     assert any("door.yaml: fpss: unknown key" in line for line in lines)
+
+
+# --- lines and zones --------------------------------------------------------------------------
+
+
+def test_lines_and_zones_are_checked_naming_file_and_key(tmp_path):
+    cameras = {
+        "dot": {"url": "rtsp://h/a", "lines": {"door": {"points": [[0.5, 0.5], [0.5, 0.5]]}}},
+        "two": {"url": "rtsp://h/b", "zones": {"hall": {"polygon": [[0.1, 0.1], [0.9, 0.1]]}}},
+        "bowtie": {
+            "url": "rtsp://h/c",
+            "zones": {"hall": {"polygon": [[0.1, 0.1], [0.9, 0.9], [0.9, 0.1], [0.1, 0.9]]}},
+        },
+        "outside": {"url": "rtsp://h/d", "lines": {"door": {"points": [[0.5, 0.1], [1.2, 0.9]]}}},
+        "shared": {
+            "url": "rtsp://h/e",
+            "lines": {"x": {"points": [[0, 0], [1, 1]]}},
+            "zones": {"x": {"polygon": [[0, 0], [1, 0], [1, 1]]}},
+        },
+        "twice": "url: rtsp://h/f\nlines:\n  door: {points: [[0, 0], [1, 1]]}\n  door: {points: [[0, 1], [1, 0]]}\n",
+    }
+    config = load_config(write(tmp_path, cameras=cameras))
+    assert config.cameras == {}
+    lines = {key: " ".join(bad.problems) for key, bad in config.invalid.items()}
+    assert "dot.yaml: lines.door: points: A and B are the same point" in lines["dot"]
+    assert "two.yaml: zones.hall.polygon: List should have at least 3 items" in lines["two"]
+    assert "bowtie.yaml: zones.hall: polygon: two of its edges cross" in lines["bowtie"]
+    assert (
+        "outside.yaml: lines.door.points.1.0: Input should be less than or equal to 1 (got 1.2)"
+        in lines["outside"]
+    )
+    assert "shared.yaml: (top level): 'x' names both a line and a zone" in lines["shared"]
+    assert "twice.yaml: invalid YAML at line 4" in lines["twice"] and "duplicate key 'door'" in lines["twice"]
+
+
+def test_a_valid_line_and_zone_with_their_defaults(tmp_path):
+    camera = {
+        "url": "rtsp://h/a",
+        "lines": {"door": {"points": [[0.45, 0.15], [0.45, 0.85]], "classes": ["person"]}},
+        "zones": {"lobby": {"polygon": [[0.1, 0.55], [0.62, 0.5], [0.7, 0.98], [0.05, 0.98]]}},
+    }
+    door = load_config(write(tmp_path, cameras={"cam": camera})).cameras["cam"]
+    line, zone = door.lines["door"], door.zones["lobby"]
+    assert (line.anchor, line.min_hold_s, line.min_distance, line.count, line.reset) == (
+        "bottom_center",
+        0.3,
+        0.02,
+        "once",
+        "never",
+    )
+    assert (zone.anchor, zone.enter_s, zone.exit_s, zone.loiter_s) == ("bottom_center", 0.5, 1.0, None)
