@@ -17,6 +17,7 @@ fi
 daemon=$!
 trap 'kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT INT TERM
 
+echo "--- live view: http://127.0.0.1:9771/ (open it in a browser) ---"
 echo "--- results from tcp://127.0.0.1:5556 (streamd subscribe --format brief) ---"
 if [ -n "${DEMO_SECONDS:-}" ]; then
   timeout --foreground -s INT "$DEMO_SECONDS" "$bin/streamd" subscribe --config "$config" --format brief --connect-timeout 60 || true

@@ -6,6 +6,7 @@
 # all, what the tests, demo and benchmarks add:
 #   - gst-rtsp-server: the loopback RTSP camera; mosquitto: the real MQTT broker
 #   - systemd: systemd-analyze verifies the unit files
+#   - chromium: the live view's pages are tested in a real headless browser
 # Safe to run again: apt-get skips what is installed.
 set -euo pipefail
 
@@ -19,6 +20,7 @@ if [ "${1:-all}" = all ]; then
     gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ugly
     mosquitto mosquitto-clients openssl
     systemd
+    chromium
   )
 fi
 

@@ -100,7 +100,26 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"sink {name}: {where}, {sink.delivery}, cameras: {', '.join(users) or 'none'}")
     for cid in config.cameras:
         print(redact(_camera_line(config, cid)))
+    print(_http_line(config))
     return 0
+
+
+def _http_line(config: Config) -> str:
+    """How the HTTP server (and the live view, which shows what the cameras see) is protected."""
+    from streamd.config.daemon import is_loopback, split_listen  # noqa: PLC0415
+
+    http = config.daemon.http
+    if http.listen is None:
+        return "http: off"
+    host, _port = split_listen(http.listen)
+    if http.needs_token():
+        return f"http: {http.listen}, live view at /: a token is required (http.token_file {http.token_file})"
+    if not is_loopback(host):
+        return (
+            f"warning: http: {http.listen} serves the live view and the API without a token"
+            " (http.auth: none): anyone who reaches the port sees what the cameras see"
+        )
+    return f"http: {http.listen} (loopback only), live view at http://{http.listen}/"
 
 
 def cmd_run(args: argparse.Namespace) -> int:

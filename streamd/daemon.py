@@ -18,10 +18,12 @@ from streamd import __version__
 from streamd.analytics.counts import CountsStore
 from streamd.analytics.snapshots import SnapshotStore
 from streamd.analytics.stage import CameraAnalytics
-from streamd.config import CameraConfig, Config, InvalidCamera, load_config
+from streamd.config import CameraConfig, Config, InvalidCamera, load_config, read_secret
 from streamd.detect import Detector
 from streamd.errors import ConfigError, StreamdError
 from streamd.http import HttpServer, Routes
+from streamd.live.hub import LiveView
+from streamd.live.render import Scene
 from streamd.loading import CameraChecks, check_camera
 from streamd.log import configure_logging, get_logger
 from streamd.metrics import Metrics, Sources
@@ -82,9 +84,11 @@ class Daemon:
                 invalid=lambda: self.invalid,
                 analytics=self.analytics,
                 snapshots=lambda: self.snapshots.stats,
+                live=lambda: self.live.stats if self.live is not None else None,
             )
         )
         self.http: HttpServer | None = None
+        self.live: LiveView | None = None
         for name, detector in detectors.items():
             self._boards[name] = FrameBoard()
             self.workers[name] = [
@@ -117,8 +121,14 @@ class Daemon:
             raise ConfigError([line for bad in daemon.invalid.values() for line in bad.problems])
         listen = config.daemon.http.listen
         if listen is not None:
+            http_cfg = config.daemon.http
+            token = read_secret(f"{config.path}: http.token_file", http_cfg.token_file, None) if (
+                http_cfg.needs_token()) else None  # fmt: skip
+            daemon.live = LiveView(daemon.live_source, http_cfg.preview)
+            daemon.supervisor.add([daemon.live.component])
             routes = Routes(daemon.views.health, daemon.views.status, daemon.metrics.registry,
-                            counts=daemon.counts_view, snapshot=daemon.snapshots.path)  # fmt: skip
+                            counts=daemon.counts_view, snapshot=daemon.snapshots.path, live=daemon.live,
+                            cameras=daemon.camera_ids, token=token)  # fmt: skip
             try:
                 http = config.daemon.http
                 daemon.http = HttpServer(
@@ -153,6 +163,20 @@ class Daemon:
         return {
             cid: route.analytics for cid, route in routes.items() if route is not None and route.analytics
         }
+
+    def camera_ids(self) -> list[str]:
+        """The cameras running now (``self.cameras`` is replaced, not changed, on reload)."""
+        return list(self.cameras)
+
+    def live_source(self, camera_id: str) -> tuple[FrameResult | None, Scene]:
+        """A camera's newest result and what to draw on it (called by the live view's thread)."""
+        route = self.route(camera_id)
+        if route is None:
+            return None, Scene()
+        if route.analytics is None:
+            return route.latest, Scene()
+        view = route.analytics.view()
+        return route.latest, Scene(view["lines"], view["zones"], route.analytics.trails())
 
     def counts_view(self, camera_id: str) -> dict[str, object] | None:
         """A camera's line totals and zone occupancy now; None for an unknown camera."""
@@ -231,6 +255,8 @@ class Daemon:
             sink.remove_camera(camera_id)
         self.counts.close(camera_id)
         self.metrics.forget(camera_id)
+        if self.live is not None:
+            self.live.forget(camera_id)
 
     def _publish(self, result: FrameResult) -> None:
         self.metrics.observe(result)
@@ -243,6 +269,8 @@ class Daemon:
         """Start sinks, workers, cameras and the HTTP server; returns at once (cameras connect later)."""
         self.counts.start()
         self.snapshots.start()
+        if self.live is not None:
+            self.live.start()
         for sink in self.sinks:
             sink.start()
         for workers in self.workers.values():
@@ -283,6 +311,8 @@ class Daemon:
             if not part.join(max(0.0, min(limit, deadline - time.monotonic()))):
                 stuck.append(name)
 
+        if self.live is not None:
+            self.live.stop()  # its viewers' streams end with it
         if self.http is not None:
             self.http.stop()
         cameras = list(self.cameras.values())

@@ -23,6 +23,7 @@ from streamd import __version__
 from streamd.analytics.snapshots import SnapshotStats
 from streamd.analytics.stage import CameraAnalytics
 from streamd.config import InvalidCamera
+from streamd.live.hub import LiveStats
 from streamd.sinks import SinkRunner
 from streamd.sources import CameraState, CameraStats
 from streamd.supervise import Component, ComponentState
@@ -77,6 +78,7 @@ class Sources:
     invalid: Callable[[], Mapping[str, InvalidCamera]]
     analytics: Callable[[], Mapping[str, CameraAnalytics]]
     snapshots: Callable[[], SnapshotStats]
+    live: Callable[[], LiveStats | None]
 
 
 class _Collector(Collector):
@@ -209,6 +211,32 @@ class _Collector(Collector):
         size = GaugeMetricFamily("streamd_snapshots_bytes", "Bytes of snapshots on disk.")
         size.add_metric([], shots.bytes)
         yield size
+        live = self._sources.live()
+        if live is not None:
+            for kind, name, doc, value in (
+                (
+                    CounterMetricFamily,
+                    "streamd_live_pictures",
+                    "Live view pictures drawn and encoded.",
+                    live.pictures,
+                ),
+                (
+                    CounterMetricFamily,
+                    "streamd_live_cpu_seconds",
+                    "CPU time drawing and encoding them.",
+                    live.cpu_s,
+                ),
+                (GaugeMetricFamily, "streamd_live_viewers", "MJPEG streams served now.", live.viewers),
+                (
+                    CounterMetricFamily,
+                    "streamd_live_viewers_refused",
+                    "Streams refused at max_viewers.",
+                    live.refused,
+                ),
+            ):
+                family = kind(name, doc)
+                family.add_metric([], value)
+                yield family
 
 
 class Metrics:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from streamd import __version__
 from streamd.config import InvalidCamera
+from streamd.live.hub import LiveView
 from streamd.log import get_logger
 from streamd.redact import redact
 from streamd.sinks import SinkRunner
@@ -39,6 +40,9 @@ class DaemonView(Protocol):
     def supervisor(self) -> Supervisor: ...
     @property
     def stall_timeout_s(self) -> float: ...
+    @property
+    def live(self) -> LiveView | None: ...
+    def counts_view(self, camera_id: str) -> dict[str, Any] | None: ...
 
 
 def camera_counters(camera: Camera) -> dict[str, object]:
@@ -130,6 +134,8 @@ class StatusViews:
                 "since_s": round(now - cam.stats.since, 1),
                 "stream_fps": cam.stats.stream_fps,
                 **camera_counters(cam),
+                **self._analytics(cid),
+                "viewers": daemon.live.viewers(cid) if daemon.live is not None else 0,
             }
             for cid, cam in daemon.cameras.items()
         ]
@@ -154,6 +160,16 @@ class StatusViews:
                 }
                 for name, c in daemon.supervisor.components.items()
             },
+        }
+
+    def _analytics(self, camera_id: str) -> dict[str, Any]:
+        """A camera's line totals and zone occupancy, without their geometry."""
+        view = self._daemon.counts_view(camera_id) or {}
+        return {
+            "lines": {
+                name: {"in": line["in"], "out": line["out"]} for name, line in view.get("lines", {}).items()
+            },
+            "zones": {name: {"occupancy": zone["occupancy"]} for name, zone in view.get("zones", {}).items()},
         }
 
     def status_line(self) -> str:

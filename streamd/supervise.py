@@ -35,7 +35,7 @@ from streamd.backoff import Backoff
 from streamd.log import Throttle, get_logger
 from streamd.redact import redact
 
-__all__ = ["Component", "ComponentState", "Supervisor"]
+__all__ = ["Component", "ComponentState", "Service", "Supervisor"]
 
 # A failure this recent still shows in /healthz (the backoff is capped at 30 s, so a
 # component in a crash loop never leaves this window).
@@ -199,6 +199,26 @@ class Component:
         if stats.state is ComponentState.RESTARTING or now - stats.last_failure < _FAILING_WINDOW_S:
             return f"{self.name} failed {stats.failures} time(s), last: {stats.last_error}"
         return None
+
+
+class Service:
+    """One supervised thread that sleeps on a condition: ``stop()`` sets its event and wakes it."""
+
+    def __init__(self, name: str, target: Callable[[], None]) -> None:
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self.component = Component(name, target, self._stop)
+
+    def start(self) -> None:
+        self.component.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def join(self, timeout: float) -> bool:
+        return self.component.join(timeout)
 
 
 class Supervisor:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import os
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from streamd.config.analytics import SnapshotConfig
 from streamd.files import FILE_MODE, private_dir
 from streamd.log import Throttle, get_logger
 from streamd.picture import to_bgr
-from streamd.supervise import Component
+from streamd.supervise import Service
 
 __all__ = ["SnapshotStats", "SnapshotStore"]
 
@@ -52,35 +51,25 @@ class SnapshotStats:
     bytes: int = 0  # on disk now
 
 
-class SnapshotStore:
+class SnapshotStore(Service):
     """Encodes and stores event snapshots in its own thread."""
 
     def __init__(self, root: Path, max_mb: float, queue_size: int) -> None:
+        super().__init__("snapshots", self._run)
         self.root = root
         self._max_bytes = int(max_mb * 1024 * 1024)
         self._size = queue_size
         self._jobs: collections.deque[_Job] = collections.deque()
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
         self._files: collections.OrderedDict[Path, int] = collections.OrderedDict()  # oldest first
         self.stats = SnapshotStats()
         self._throttle = Throttle(60.0)
-        self.component = Component("snapshots", self._run, self._stop)
 
     def start(self) -> None:
         private_dir(self.root)
         found = sorted(self.root.glob("*/*.jpg"), key=lambda p: p.stat().st_mtime)
         self._files.update((path, path.stat().st_size) for path in found)
         self.stats.bytes = sum(self._files.values())
-        self.component.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-
-    def join(self, timeout: float) -> bool:
-        return self.component.join(timeout)
+        super().start()
 
     def request(
         self,

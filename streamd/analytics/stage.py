@@ -418,5 +418,8 @@ class CameraAnalytics:
         }
 
     def trails(self) -> dict[int, list[tuple[float, float]]]:
-        """The recent path of each track (normalized box centres), for drawing."""
-        return {tid: [(x, y) for _, x, y in info.trail] for tid, info in self._book.tracks.items()}
+        """The recent path of each track (normalized box centres), for drawing (from another thread)."""
+        # list() copies in one step under the GIL; the worker changes these while this reads.
+        return {
+            tid: [(x, y) for _, x, y in list(info.trail)] for tid, info in list(self._book.tracks.items())
+        }

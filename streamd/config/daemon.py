@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -19,6 +20,7 @@ __all__ = [
     "ModelConfig",
     "MqttSinkConfig",
     "OutboxConfig",
+    "PreviewConfig",
     "RetryConfig",
     "SinkConfig",
     "SnapshotStoreConfig",
@@ -26,6 +28,7 @@ __all__ = [
     "WebhookSinkConfig",
     "ZmqConfig",
     "default_state_dir",
+    "is_loopback",
     "split_listen",
 ]
 
@@ -295,8 +298,22 @@ class LogConfig(Strict):
     )
 
 
+class PreviewConfig(Strict):
+    """The live view: annotated pictures drawn only while someone watches, at a capped rate and size."""
+
+    fps: float = Field(5.0, gt=0, le=30, description="pictures a second per watched camera, at most")
+    max_width: int = Field(960, ge=160, le=3840, description="pictures are scaled down to this width")
+    quality: int = Field(70, ge=10, le=100, description="JPEG quality")
+    max_viewers: int = Field(
+        8, ge=1, le=256, description="MJPEG streams served at once (all cameras); more are answered 503"
+    )
+    stream_timeout_s: PositiveSeconds = Field(
+        5.0, description="a viewer that takes no picture for this long is disconnected (slow or gone)"
+    )
+
+
 class HttpConfig(Strict):
-    """The HTTP server for health, metrics and status (read-only)."""
+    """The HTTP server: health, metrics, status, and the live view (read-only)."""
 
     listen: str | None = Field(
         "127.0.0.1:9771",
@@ -309,6 +326,13 @@ class HttpConfig(Strict):
         10.0,
         description="a request must arrive whole within this time, and each read and write must progress",
     )
+    auth: Literal["auto", "token", "none"] = Field(
+        "auto",
+        description="auto: a token is required unless listen is a loopback address; token: always;"
+        " none: never (what the cameras see is then open to anyone who reaches the port)",
+    )
+    token_file: Path | None = Field(None, description="file holding the token (relative to streamd.yaml)")
+    preview: PreviewConfig = Field(default_factory=PreviewConfig, description="the live view")
 
     @field_validator("listen")
     @classmethod
@@ -316,6 +340,22 @@ class HttpConfig(Strict):
         if value is not None:
             split_listen(value)
         return value
+
+    def needs_token(self) -> bool:
+        """Whether requests must carry the token (every path but /healthz)."""
+        if self.listen is None or self.auth == "none":
+            return False
+        return self.auth == "token" or not is_loopback(split_listen(self.listen)[0])
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host is reachable only from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 def split_listen(value: str) -> tuple[str, int]:

@@ -176,6 +176,24 @@ def _load_daemon(path: Path) -> tuple[DaemonConfig, list[str]]:
     problems = [line for name, sink in sinks.items() for line in _check_sink(path, name, sink)]
     register_url_secrets(s.url for s in sinks.values() if isinstance(s, WebhookSinkConfig))
     problems += _check_state_dir(path, state_dir)
+    http = daemon.http
+    if http.token_file is not None:
+        http = http.model_copy(update={"token_file": _resolve(base, http.token_file)})
+        daemon = daemon.model_copy(update={"http": http})
+    if http.needs_token():
+        if http.token_file is None:
+            problems.append(
+                f"{path}: http: listen {http.listen} is not a loopback address, and the live view shows"
+                " what the cameras see: set http.token_file (a file holding a token), or http.auth: none"
+                " to serve it open"
+            )
+        else:
+            try:
+                token = read_secret(f"{path}: http.token_file", http.token_file, None)
+                if not token or len(token) < 16:
+                    problems.append(f"{path}: http.token_file: the token must be at least 16 characters")
+            except ConfigError as exc:
+                problems += exc.problems
     cameras_dir = _resolve(base, daemon.cameras_dir)
     if not cameras_dir.is_dir():
         problems.append(f"{path}: cameras_dir: no such folder {cameras_dir}")

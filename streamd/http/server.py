@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import io
+import select
 import socket
 import sys
 import threading
@@ -54,15 +55,25 @@ class Request:
     client: str
 
 
+Write = Callable[[bytes], None]
+Alive = Callable[[], bool]
+
+
 @dataclass
 class Response:
-    """A route's answer: a body, or a ``stream`` that writes chunks after the headers."""
+    """A route's answer: a body, or a ``stream(write, alive)`` that writes chunks after the headers.
+
+    ``alive()`` says whether the client is still connected (a stream that waits for data
+    between writes asks it, so that a client gone abruptly is let go at once); each write
+    of a stream must finish within ``write_timeout_s``.
+    """
 
     status: int
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
-    stream: Callable[[Callable[[bytes], None]], None] | None = None
+    stream: Callable[[Write, Alive], None] | None = None
+    write_timeout_s: float | None = None
 
 
 def json_response(status: int, body: Any) -> Response:
@@ -220,13 +231,23 @@ def _handler(
             if head:
                 return
             if response.stream is not None:
-                response.stream(self._send_chunk)
+                if response.write_timeout_s is not None:
+                    self.connection.settimeout(response.write_timeout_s)
+                response.stream(self._send_chunk, self._connected)
             else:
                 self.wfile.write(response.body)
 
         def _send_chunk(self, data: bytes) -> None:
             self.wfile.write(data)
             self.wfile.flush()
+
+        def _connected(self) -> bool:
+            """False once the client closed or reset the connection (it sends nothing else: a GET is done)."""
+            try:
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                return not readable or self.connection.recv(1, socket.MSG_PEEK) != b""
+            except OSError:
+                return False
 
         def log_message(self, format: str, *args: Any) -> None:
             _log.debug("http request", client=self.client_address[0], request=redact(format % args))
