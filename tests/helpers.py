@@ -57,8 +57,14 @@ class RtspServer:
     """The looping RTSP camera in its own process, which a test can kill, pause and restart."""
 
     def __init__(
-        self, port: int | None = None, fps: float = 0.0, video: Path = VIDEO, cameras: int = 0
+        self,
+        port: int | None = None,
+        fps: float = 0.0,
+        video: Path = VIDEO,
+        cameras: int = 0,
+        in_band: bool = False,
     ) -> None:
+        self.in_band = in_band  # SPS/PPS only in the stream, not in the SDP, as many IP cameras do
         self.port = port or free_port()
         self.fps = fps
         self.video = video
@@ -79,6 +85,8 @@ class RtspServer:
             cmd += ["--fps", str(self.fps)]
         if self.cameras:
             cmd += ["--cameras", str(self.cameras)]
+        if self.in_band:
+            cmd.append("--in-band")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None

@@ -62,59 +62,78 @@ def demux_access_units(path: str) -> tuple[list[tuple[bytes, bool]], float]:
 
 
 class LoopingFeeder:
-    """Pushes access units into one appsrc at a fixed rate, looping forever."""
+    """Pushes access units into one appsrc at a fixed rate, looping forever, as a camera sends them.
+
+    The first unit (a keyframe) is pushed at once, so that DESCRIBE can preroll the media;
+    the rest follow from the first PLAY, one period apart. A new session therefore starts
+    with a keyframe and then the frames that follow it, like an IP camera's; clients that
+    join a running stream get it from wherever it is.
+    """
 
     def __init__(self, appsrc: GstApp.AppSrc, units: list[tuple[bytes, bool]], fps: float) -> None:
         self._src = appsrc
         self._units = units
         self._period = 1.0 / fps
         self._stop = threading.Event()
+        self._playing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
-        self._jump = False
-        self._jumped = False
 
     def start(self) -> None:
         self._thread.start()
 
-    def jump_to_keyframe(self) -> None:
-        """Make the next unit pushed a keyframe (once, at the first PLAY)."""
-        if not self._jumped:
-            self._jumped = True
-            self._jump = True
+    def play(self) -> None:
+        """The first client plays: send the frames after the prerolled keyframe."""
+        self._playing.set()
 
     def stop(self) -> None:
         self._stop.set()
+        self._playing.set()
+
+    def _push(self, n: int) -> bool:
+        data, keyframe = self._units[n % len(self._units)]
+        buf = Gst.Buffer.new_wrapped(data)  # appsrc do-timestamp: stamped with the running time
+        buf.duration = int(self._period * Gst.SECOND)
+        if not keyframe:
+            buf.set_flags(Gst.BufferFlags.DELTA_UNIT)
+        return bool(self._src.push_buffer(buf) == Gst.FlowReturn.OK)
 
     def _run(self) -> None:
+        if not self._push(0):
+            return
+        self._playing.wait()
         start = time.monotonic()
-        n = 0
-        first_unit = 0  # timestamps stay continuous; only the unit shown moves
+        n = 1
         while not self._stop.is_set():
             delay = start + n * self._period - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 break
-            if self._jump:
-                self._jump = False
-                first_unit = n
-            data, keyframe = self._units[(n - first_unit) % len(self._units)]
-            buf = Gst.Buffer.new_wrapped(data)
-            buf.pts = buf.dts = int(n * self._period * Gst.SECOND)
-            buf.duration = int(self._period * Gst.SECOND)
-            if not keyframe:
-                buf.set_flags(Gst.BufferFlags.DELTA_UNIT)
-            if self._src.push_buffer(buf) != Gst.FlowReturn.OK:
+            if not self._push(n):
                 break
             n += 1
 
 
+def _drop_sprop(pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+    """Take sprop-parameter-sets out of the payloader's caps, so that the SDP has none."""
+    event = info.get_event()
+    if event is None or event.type != Gst.EventType.CAPS:
+        return Gst.PadProbeReturn.OK
+    text = event.parse_caps().to_string()
+    if "sprop-parameter-sets" not in text:
+        return Gst.PadProbeReturn.OK
+    fields = [f for f in text.split(", ") if not f.startswith("sprop-parameter-sets")]
+    pad.push_event(Gst.Event.new_caps(Gst.Caps.from_string(", ".join(fields))))
+    return Gst.PadProbeReturn.DROP
+
+
 class Factory(GstRtspServer.RTSPMediaFactory):
-    def __init__(self, units: list[tuple[bytes, bool]], fps: float) -> None:
+    def __init__(self, units: list[tuple[bytes, bool]], fps: float, in_band: bool = False) -> None:
         super().__init__()
         self._units = units
         self._fps = fps
+        self._in_band = in_band
         num, den = Gst.util_double_to_fraction(fps)
         self.set_launch(
-            "( appsrc name=src is-live=true format=time "
+            "( appsrc name=src is-live=true format=time do-timestamp=true "
             f'caps="video/x-h264,stream-format=byte-stream,alignment=au,framerate={num}/{den}" '
             "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
         )
@@ -123,17 +142,18 @@ class Factory(GstRtspServer.RTSPMediaFactory):
 
     def _on_configure(self, _factory: Factory, media: GstRtspServer.RTSPMedia) -> None:
         appsrc = media.get_element().get_by_name("src")
+        if self._in_band:
+            # Many IP cameras send SPS/PPS only in band: a client must read the first keyframe
+            # to learn the picture size (and must not throw away what it read while probing).
+            pay = media.get_element().get_by_name("pay0")
+            pay.get_static_pad("src").add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM, _drop_sprop)
         feeder = LoopingFeeder(appsrc, self._units, self._fps)
         media.connect("unprepared", lambda *_: feeder.stop())
         feeder.start()  # DESCRIBE needs data flowing to preroll the media
 
-        # Frames pushed between DESCRIBE and PLAY are dropped as late, so the first
-        # client would wait a whole GOP for a keyframe; at the first PLAY the feeder
-        # jumps to the next keyframe instead. Later clients join mid-stream, as with
-        # any real camera.
         def on_state(_media: GstRtspServer.RTSPMedia, state: int) -> None:
             if state == Gst.State.PLAYING:
-                feeder.jump_to_keyframe()
+                feeder.play()
 
         media.connect("new-state", on_state)
 
@@ -146,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mount", default="/stream")
     parser.add_argument("--fps", type=float, default=0.0, help="override the file's frame rate")
     parser.add_argument("--cameras", type=int, default=0, help="serve N cameras at /cam0../camN-1")
+    parser.add_argument("--in-band", action="store_true", help="SPS/PPS in the stream only, not in the SDP")
     args = parser.parse_args(argv)
 
     Gst.init(None)
@@ -157,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     server.set_service(str(args.port))
     mounts = [f"/cam{i}" for i in range(args.cameras)] if args.cameras else [args.mount]
     for mount in mounts:
-        server.get_mount_points().add_factory(mount, Factory(units, fps))
+        server.get_mount_points().add_factory(mount, Factory(units, fps, args.in_band))
     if server.attach(None) == 0:
         print(f"cannot listen on {args.host}:{args.port}", file=sys.stderr)
         return 1

@@ -23,6 +23,8 @@ from streamd.redact import redact
 
 __all__ = ["Picture", "Stream", "open_stream"]
 
+_FLAG2_CHUNKS = 1 << 15  # AV_CODEC_FLAG2_CHUNKS: packets may end at slice boundaries
+
 
 @dataclass(frozen=True, slots=True)
 class Picture:
@@ -38,10 +40,11 @@ class Picture:
 def _rtsp_options(camera: CameraConfig) -> dict[str, str]:
     # A default open probes the stream for seconds and then hands over the frames it
     # buffered meanwhile (about 2.8 s of old frames at 10 fps); a live camera needs
-    # neither: its SPS/PPS arrive in band.
+    # neither: a tiny probe reads one packet. That packet must be kept (no
+    # fflags=nobuffer): on a camera that sends SPS/PPS only in band it is the keyframe
+    # the session starts with, and dropping it costs a whole GOP (2 to 4 s on many cameras).
     options = {
         "rtsp_transport": camera.source.rtsp_transport,
-        "fflags": "nobuffer",
         "flags": "low_delay",
         "probesize": "32",
         "analyzeduration": "0",
@@ -65,10 +68,10 @@ def _v4l2_options(camera: CameraConfig) -> dict[str, str]:
 class Stream:
     """An open source; iterate ``pictures(stop)`` and close it when done."""
 
-    def __init__(self, container: av.container.InputContainer, camera: CameraConfig, live: bool) -> None:
+    def __init__(self, container: av.container.InputContainer, camera: CameraConfig, kind: str) -> None:
         self._container = container
         self._camera = camera
-        self._live = live
+        self._live = kind != "file"
         self._video = container.streams.video[0]
         threads = camera.source.decode_threads
         if threads == 0:
@@ -76,6 +79,12 @@ class Stream:
         elif threads > 1:
             self._video.thread_type = "FRAME"
             self._video.thread_count = threads
+        if kind == "rtsp":
+            # The RTSP demuxer hands over each slice of a picture as its own packet; decoded
+            # one by one, a multi-slice camera's pictures come out half broken (and so do all
+            # that refer to them until the next keyframe). In chunks mode the decoder puts a
+            # picture together from its slices, and still returns it with its last slice.
+            self._video.codec_context.flags2 |= _FLAG2_CHUNKS
         rate = self._video.average_rate or self._video.guessed_rate
         self.fps: float | None = float(rate) if rate else None
         self._scene_origin: tuple[float, float] | None = None
@@ -182,4 +191,4 @@ def open_stream(camera: CameraConfig) -> Stream:
     if not container.streams.video:
         container.close()
         raise SourceError(f"{redact(camera.url)} has no video stream")
-    return Stream(container, camera, live=kind != "file")
+    return Stream(container, camera, kind)

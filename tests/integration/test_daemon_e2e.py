@@ -106,6 +106,39 @@ def test_killed_camera_reconnects_once_its_server_is_back(tmp_path, rtsp_servers
     assert code == 0
 
 
+def test_the_first_picture_a_camera_sends_is_published_on_connect_and_on_every_reconnect(
+    tmp_path, rtsp_servers
+):
+    # Like many IP cameras, this one sends SPS/PPS only in band and starts each session with a
+    # keyframe, then one every 2 s (the shared video's 10-frame GOP, served at 5 fps). Losing
+    # the session's first packet would mean nothing until the next keyframe, 2 s later.
+    server = RtspServer(fps=5, in_band=True).start()
+    rtsp_servers.append(server)
+    daemon, sub, _ = start(tmp_path, {"door": {"url": server.url, "source": FAST_RECONNECT}})
+    firsts: list[tuple[float, list[FrameMessage]]] = []
+    try:
+        for attempt in range(2):
+            messages = collect(sub, 20, until=lambda got: len(got) >= 5)
+            connected = [e for e in daemon.logs() if e.get("event") == "camera connected"]
+            assert len(connected) == attempt + 1 and len(messages) >= 5, daemon.log_path.read_text()[-2000:]
+            firsts.append((log_time(connected[-1]), messages))
+            if attempt == 0:
+                server.kill()
+                assert wait_for(lambda: any(e.get("event") == "camera down" for e in daemon.logs()), 10)
+                collect(sub, 0.5)  # what was still in flight
+                server.start()
+    finally:
+        daemon.stop()
+        sub.close()
+    for connected_at, messages in firsts:
+        delay = messages[0].ts - connected_at
+        print(f"\nfirst picture arrived {delay:.3f} s after the camera connected")
+        assert delay < 1.0, delay  # a lost keyframe makes it about 2 s
+        # No backlog: the pictures after it arrived one frame period (0.2 s) apart, not in a burst.
+        gaps = [b.ts - a.ts for a, b in itertools.pairwise(messages[:5])]
+        assert min(gaps) > 0.1, gaps
+
+
 def test_hung_camera_is_detected_within_the_read_timeout_while_another_keeps_publishing(
     tmp_path, rtsp_servers
 ):
