@@ -230,6 +230,23 @@ def _print_messages(sub: Subscriber, args: argparse.Namespace) -> int:
     return 0
 
 
+def _rates(text: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected frame rates like 25 or 10,25, not {text!r}") from None
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError(f"frame rates must be positive: {text!r}")
+    return rates
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit()) or int(width) < 16 or int(height) < 16:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 1920x1080, not {text!r}")
+    return int(width), int(height)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
     import shlex  # noqa: PLC0415
@@ -244,6 +261,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     opts = BenchOptions(
         cameras=args.cameras,
         fps=args.fps,
+        cap=args.cap,
+        decode=args.decode,
+        size=args.size,
+        gop=args.gop,
         duration_s=args.duration,
         warmup_s=args.warmup,
         model=Path(args.model).resolve(),
@@ -308,7 +329,17 @@ def build_parser() -> argparse.ArgumentParser:
     shared = Path(__file__).resolve().parents[2] / "shared"
     bench = sub.add_parser("bench", help="measure throughput and latency on this machine")
     bench.add_argument("--cameras", type=int, default=1, help="simulated cameras")
-    bench.add_argument("--fps", type=float, default=10.0, help="frame rate of each camera")
+    bench.add_argument(
+        "--fps", type=_rates, default=(10.0,), help="frame rate of each camera; 10,25 alternates 10 and 25"
+    )
+    bench.add_argument("--cap", type=float, help="the cameras' fps cap (camera file fps)")
+    bench.add_argument(
+        "--decode", choices=("auto", "all", "keyframes"), help="the cameras' source.decode (default: auto)"
+    )
+    bench.add_argument(
+        "--size", type=_size, help="re-encode the video to WIDTHxHEIGHT, e.g. 1920x1080 (made once, cached)"
+    )
+    bench.add_argument("--gop", type=int, help="... with a keyframe every GOP frames (default: each second)")
     bench.add_argument("--duration", type=float, default=30.0, help="seconds measured (after warm-up)")
     bench.add_argument("--warmup", type=float, default=5.0, help="seconds run before measuring")
     bench.add_argument("--model", default=str(shared / "models" / "yolox_nano.onnx"))

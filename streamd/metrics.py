@@ -52,6 +52,7 @@ _CAMERA_COUNTERS = (  # metric name, CameraStats field, help
     ),
     ("streamd_camera_reconnects", "reconnects", "Times the camera was reconnected."),
     ("streamd_camera_errors", "errors", "Frames that failed in preprocessing, tracking or publishing."),
+    ("streamd_camera_cpu_seconds", "cpu_s", "CPU time of the camera's thread: reading and decoding."),
 )
 _SINK_COUNTERS = (
     ("accepted", "results taken into the sink's queue or outbox"),
@@ -99,13 +100,19 @@ class _Collector(Collector):
         fps = GaugeMetricFamily(
             "streamd_camera_stream_fps", "The stream's own frame rate.", labels=["camera"]
         )
+        keyframes = GaugeMetricFamily(
+            "streamd_camera_keyframes_only",
+            "1 while only the stream's keyframes are decoded.",
+            labels=["camera"],
+        )
         for cid, stats in cameras.items():
+            keyframes.add_metric([cid], 1.0 if stats.decoding == "keyframes" else 0.0)
             for s in CameraState:
                 state.add_metric([cid, s.value], 1.0 if stats.state is s else 0.0)
             up.add_metric([cid], 1.0 if stats.state is CameraState.STREAMING else 0.0)
             if stats.stream_fps:
                 fps.add_metric([cid], stats.stream_fps)
-        yield from (state, up, fps)
+        yield from (state, up, fps, keyframes)
 
         sinks = list(self._sources.sinks())
         for key, doc in _SINK_COUNTERS:

@@ -67,7 +67,7 @@ class CameraRoute:
             t_capture=frame.t_capture,
             events=events,
             states=states,
-            picture=frame.picture,
+            picture=frame.video,
         )
         self.latest = result
         return result

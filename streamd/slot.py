@@ -35,6 +35,13 @@ class Slot(Generic[T]):
         self.key = key
         self._on_drop = on_drop
         self.entry: _Entry[T] = _Entry()
+        self.live = False  # the camera is streaming: a batch may wait for its next frame
+
+    def set_live(self, live: bool) -> None:
+        """The camera started or stopped streaming (a batch waits only for cameras that can deliver)."""
+        with self._board.cond:
+            self.live = live
+            self._board.cond.notify_all()
 
     def put(self, item: T, wait_taken: threading.Event | None = None) -> None:
         """Offer a frame. Overwrites (and counts as dropped) an unseen one.
@@ -89,7 +96,8 @@ class FrameBoard(Generic[T]):
 
         Cameras are visited round-robin from where the last call stopped. With
         ``fill_wait``, once one frame is ready, wait up to that long for more cameras
-        to fill the batch (dynamic batching on a GPU trades a few ms for throughput).
+        to fill the batch (dynamic batching on a GPU trades a few ms for throughput):
+        only for cameras that can deliver, streaming and not in another worker's hands.
         """
         deadline = time.monotonic() + timeout
         with self.cond:
@@ -99,9 +107,8 @@ class FrameBoard(Generic[T]):
                     return []
                 self.cond.wait(remaining)
             if fill_wait > 0:
-                wanted = min(max_items, len(self._order))
                 fill_deadline = time.monotonic() + fill_wait
-                while self._ready_count() < wanted:
+                while self._ready_count() < min(max_items, self._deliverable_count()):
                     remaining = fill_deadline - time.monotonic()
                     if remaining <= 0:
                         break
@@ -115,6 +122,14 @@ class FrameBoard(Generic[T]):
         with self.cond:
             self._busy.difference_update(keys)
             self.cond.notify_all()
+
+    def _deliverable_count(self) -> int:
+        """Cameras whose frame is ready, or that stream and are not being processed elsewhere."""
+        return sum(
+            1
+            for key, slot in self._slots.items()
+            if key not in self._busy and (slot.entry.item is not None or slot.live)
+        )
 
     def _ready_count(self) -> int:
         return sum(

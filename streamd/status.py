@@ -54,6 +54,8 @@ def camera_counters(camera: Camera) -> dict[str, object]:
         "processed": stats.processed,
         "dropped": stats.dropped,
         "skipped": stats.skipped,
+        "decoding": stats.decoding,
+        "cpu_s": round(stats.cpu_s, 3),
         "reconnects": stats.reconnects,
         "errors": stats.errors,
         "last_error": stats.last_error,

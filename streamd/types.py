@@ -6,8 +6,9 @@ Detections are supervision's ``sv.Detections`` in source-image pixels, with
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import av
 import numpy as np
@@ -18,7 +19,22 @@ from streamd.picture import to_bgr
 if TYPE_CHECKING:
     from streamd.analytics.events import Event, StateUpdate
 
-__all__ = ["Frame", "FrameResult", "Timings"]
+__all__ = ["Deferred", "Frame", "FrameResult", "Timings"]
+
+
+class Deferred(Protocol):
+    """A picture still in its source's memory (a GStreamer buffer): copied out only when taken.
+
+    A frame that the slot replaces before a worker takes it is never copied.
+    """
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    def load(self) -> av.VideoFrame: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +52,7 @@ class Frame:
     t_capture: float  # time.monotonic() at capture, for latencies
     decode_s: float  # time spent demuxing and decoding this frame
     t_ready: float  # time.monotonic() when the frame was put in the camera's slot
-    picture: av.VideoFrame
+    picture: av.VideoFrame | Deferred  # a Deferred one becomes a VideoFrame in ``ready()``
     # Monotonic time of the scene, what tracking and events reason with: t_capture, except for
     # a file replayed faster than real time, where it is the frame's place in the file.
     t_scene: float = 0.0
@@ -53,9 +69,22 @@ class Frame:
     def height(self) -> int:
         return int(self.picture.height)
 
+    def ready(self) -> Frame:
+        """This frame with its picture in memory (a deferred one is copied out now, in the caller)."""
+        if isinstance(self.picture, av.VideoFrame):
+            return self
+        return dataclasses.replace(self, picture=self.picture.load())
+
+    @property
+    def video(self) -> av.VideoFrame:
+        """The decoded picture (of a frame that is ``ready()``)."""
+        if not isinstance(self.picture, av.VideoFrame):
+            raise TypeError("the frame's picture is deferred: call ready() first")
+        return self.picture
+
     def bgr(self) -> np.ndarray:
         """Full-size HxWx3 uint8 BGR pixels (a conversion each call)."""
-        return to_bgr(self.picture)
+        return to_bgr(self.video)
 
 
 @dataclass(frozen=True, slots=True)

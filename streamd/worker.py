@@ -118,13 +118,14 @@ class InferenceWorker:
         t_take = time.monotonic()
         kept: list[Frame] = []
         placed: list[Placed] = []
-        for frame in frames:
+        for taken in frames:
             try:
-                placed.append(self.detector.place(frame.picture, len(placed)))
+                frame = taken.ready()  # a GStreamer picture is copied out here, once it is wanted
+                placed.append(self.detector.place(frame.video, len(placed)))
                 kept.append(frame)
             except Exception as exc:  # this camera's picture; the others go on
-                self.board.release([frame.camera])
-                self._camera_failed(frame.camera, "preprocessing", exc)
+                self.board.release([taken.camera])
+                self._camera_failed(taken.camera, "preprocessing", exc)
         if not kept:
             return None
         try:

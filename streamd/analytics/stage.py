@@ -280,7 +280,7 @@ class CameraAnalytics:
         event_id = ctx.event_id()
         wanted = self.config.snapshots
         if self._snapshots is not None and kind in wanted.events and box is not None:
-            refs = self._snapshots.request(self.camera, event_id, ctx.frame.picture, box, wanted)
+            refs = self._snapshots.request(self.camera, event_id, ctx.frame.video, box, wanted)
             if refs is not None:
                 fields = {**fields, "snapshot": refs}
         return Event(event_id, self.camera, kind, ctx.wall(t), track[0], track[1], fields)

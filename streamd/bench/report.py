@@ -16,21 +16,40 @@ def _num(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _setup_line(report: dict[str, Any]) -> str:
+    setup = report["setup"]
+    rates = ",".join(f"{f:g}" for f in setup["fps"])
+    extra = "".join(
+        f", {label} {setup[key]}"
+        for key, label in (("cap", "fps cap"), ("decode", "decode"))
+        if setup.get(key)
+    )
+    return (
+        f"streamd bench: {setup['cameras']} camera(s) x {rates} fps ({setup['source']}, "
+        f"{setup.get('size', '?')}{extra}), {setup['duration_s']:g} s, "
+        f"{Path(setup['model']).name} on {setup['provider']}"
+    )
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report as a few aligned lines."""
-    setup, ceiling, total, proc = report["setup"], report["ceiling"], report["total"], report["process"]
+    ceiling, total, proc = report["ceiling"], report["total"], report["process"]
+    limit = report.get("limit", {})
     lines = [
-        f"streamd bench: {setup['cameras']} camera(s) x {setup['fps']:g} fps ({setup['source']}), "
-        f"{setup['duration_s']:g} s, {Path(setup['model']).name} on {setup['provider']}",
+        _setup_line(report),
         f"machine: {report['machine']['cores']} cores, {report['machine']['cpu']}"
         + (f", {report['machine']['gpu']}" if report["machine"].get("gpu") else ""),
         f"ceiling: model-only {ceiling['fps']:.1f} fps "
         f"({ceiling.get('workers', 1)} session(s), batch {ceiling['batch']}, "
-        f"{ceiling['latency_ms_p50']:.1f} ms), "
+        f"{ceiling['latency_ms_p50']:.1f} ms, {ceiling.get('cpu_ms_per_frame', 0):.1f} ms CPU per frame), "
         f"decode-only {ceiling['decode_fps']:.0f} fps ({ceiling['decode_bgr_fps']:.0f} with BGR conversion)",
+        f"limit once decoding is paid: {_num(limit.get('fps'), 1)} fps = ({limit.get('cores', 0):g} cores"
+        f" - {limit.get('decode_cores', 0):.2f} decoding {limit.get('decoded_fps', 0):.0f} frames/s"
+        f" - {limit.get('others_cores', 0):.2f} cameras and subscriber)"
+        f" / {limit.get('model_cpu_ms_per_frame', 0)} ms per frame",
         "",
-        f"{'camera':<8}{'offered':>9}{'processed':>11}{'dropped':>9}{'p50':>6}{'p95':>6}{'p99':>6}{'max':>6}"
-        f"{'growth':>8}{'first':>7}",
+        f"{'camera':<8}{'offered':>9}{'target':>8}{'decoded':>9}{'processed':>11}{'p50':>6}{'p95':>6}{'p99':>6}"
+        f"{'max':>6}{'growth':>8}{'first':>7}",
     ]
     rows = [*report["cameras"].items(), ("total", total)]
     for name, row in rows:
@@ -38,17 +57,20 @@ def format_table(report: dict[str, Any]) -> str:
         growth = _num(row.get("growth"), 2)
         first = row.get("first_result_s")
         first_text = "-" if first is None else f"{first:.2f}s"
+        decoded = row.get("decoded_fps", limit.get("decoded_fps") if name == "total" else None)
         lines.append(
-            f"{name:<8}{row['offered_fps']:>9.1f}{row['processed_fps']:>11.1f}{row['dropped']:>9}"
+            f"{name:<8}{row['offered_fps']:>9.1f}{row.get('target_fps', row['offered_fps']):>8.1f}"
+            f"{_num(decoded, 1):>9}{row['processed_fps']:>11.1f}"
             f"{_ms(lat['p50']):>6}{_ms(lat['p95']):>6}{_ms(lat['p99']):>6}{_ms(lat['max']):>6}"
             f"{growth:>8}{first_text:>7}"
         )
     lines += [
-        "(latency: capture to publish, ms; growth: p99 of the last 10 s / first 10 s;"
-        " first: stream open to first result)",
+        "(target: the camera's rate or its fps cap; latency: capture to publish, ms;"
+        " growth: p99 of the last 10 s / first 10 s; first: stream open to first result)",
         "",
-        f"processed/offered {total['processed_ratio']:.3f}, processed/model ceiling "
-        f"{_num(total['ceiling_ratio'], 3)}, min fair share {_num(total['min_fair_share'], 2)}",
+        f"processed/target {_num(total.get('target_ratio'), 3)}, processed/model ceiling "
+        f"{_num(total['ceiling_ratio'], 3)}, processed/limit once decoding is paid"
+        f" {_num(limit.get('ratio'), 3)}, min fair share {_num(total['min_fair_share'], 2)}",
         f"daemon: CPU {proc['cpu_percent']:.0f}% "
         f"({proc['cpu_ms_per_processed_frame']} ms CPU per processed frame), "
         f"RSS {proc['rss_mb']:.0f} MB, peak {proc['peak_rss_mb']:.0f} MB",
@@ -75,13 +97,14 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax1.set_ylabel("capture to publish (ms)")
     ax1.legend()
     ax2.plot(t, [r["fps"] for r in rows], label="processed")
-    ax2.axhline(report["total"]["offered_fps"], color="grey", linestyle="--", label="offered")
+    ax2.axhline(report["total"]["target_fps"], color="grey", linestyle="--", label="target")
     ax2.axhline(report["ceiling"]["fps"], color="red", linestyle=":", label="model-only ceiling")
     ax2.set_ylabel("frames/s (all cameras)")
     ax2.set_xlabel("seconds")
     ax2.legend()
     setup = report["setup"]
-    fig.suptitle(f"streamd bench: {setup['cameras']} x {setup['fps']:g} fps, {Path(setup['model']).name}")
+    rates = ",".join(f"{f:g}" for f in setup["fps"])
+    fig.suptitle(f"streamd bench: {setup['cameras']} x {rates} fps, {Path(setup['model']).name}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

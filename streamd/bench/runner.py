@@ -13,14 +13,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import av
 import yaml
 
 from streamd.bench.ceiling import decode_ceiling, model_ceiling
@@ -29,6 +31,7 @@ from streamd.client import Subscriber
 from streamd.config import ModelConfig
 from streamd.detect.session import default_threads
 from streamd.loading import default_workers
+from streamd.simulate.clips import ClipSpec, make_clip
 
 __all__ = ["BenchOptions", "machine_info", "run_bench"]
 
@@ -40,7 +43,7 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 @dataclass(frozen=True)
 class BenchOptions:
     cameras: int
-    fps: float
+    fps: tuple[float, ...]  # each camera's rate, in turn: (10, 25) gives 10, 25, 10, 25, ...
     duration_s: float
     warmup_s: float
     model: Path
@@ -54,6 +57,18 @@ class BenchOptions:
     pipeline: str
     ceiling_s: float
     command: str
+    cap: float | None = None  # the cameras' fps cap (camera file ``fps``)
+    decode: str | None = None  # the cameras' source.decode: auto, all, keyframes
+    size: tuple[int, int] | None = None  # re-encode the video to this size (a cached clip)
+    gop: int | None = None  # ... with a keyframe every gop frames (default: one a second)
+
+    def rate(self, camera: int) -> float:
+        return self.fps[camera % len(self.fps)]
+
+    def target(self, camera: int) -> float:
+        """The frames a second a camera should reach detection at: its rate, or its cap."""
+        rate = self.rate(camera)
+        return min(rate, self.cap) if self.cap else rate
 
 
 def _free_port() -> int:
@@ -126,7 +141,7 @@ class _Proc:
 
 def _start_rtsp(opts: BenchOptions, port: int) -> subprocess.Popen[str]:
     cmd = [SYSTEM_PYTHON, str(RTSP_SERVER), "--file", str(opts.video), "--port", str(port)]
-    cmd += ["--cameras", str(opts.cameras), "--fps", str(opts.fps)]
+    cmd += ["--cameras", str(opts.cameras), "--fps", ",".join(f"{f:g}" for f in opts.fps)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     deadline = time.monotonic() + 30
@@ -144,7 +159,7 @@ def _start_rtsp(opts: BenchOptions, port: int) -> subprocess.Popen[str]:
     )
 
 
-def _write_config(opts: BenchOptions, root: Path, rtsp_port: int, zmq_port: int) -> Path:
+def _write_config(opts: BenchOptions, root: Path, ports: dict[str, int]) -> Path:
     (root / "cameras").mkdir(parents=True)
     model = {
         "path": str(opts.model),
@@ -160,17 +175,21 @@ def _write_config(opts: BenchOptions, root: Path, rtsp_port: int, zmq_port: int)
     daemon = {
         "models": {"default": model},
         "state_dir": str(root / "state"),
-        "zmq": {"endpoint": f"tcp://127.0.0.1:{zmq_port}", "send_hwm": 10000},
+        "zmq": {"endpoint": f"tcp://127.0.0.1:{ports['zmq']}", "send_hwm": 10000},
         "log": {"format": "json"},
-        "http": {"listen": None},  # the benchmark reads the daemon's logs, not its endpoints
+        "http": {"listen": f"127.0.0.1:{ports['http']}"},  # the cameras' counters, at the start and end
     }
     (root / "streamd.yaml").write_text(yaml.safe_dump(daemon))
     for i in range(opts.cameras):
         camera: dict[str, Any]
         if opts.source == "rtsp":
-            camera = {"url": f"rtsp://127.0.0.1:{rtsp_port}/cam{i}"}
+            camera = {"url": f"rtsp://127.0.0.1:{ports['rtsp']}/cam{i}", "source": {}}
         else:
             camera = {"url": str(opts.video), "source": {"realtime": True, "loop": True}}
+        if opts.cap:
+            camera["fps"] = opts.cap
+        if opts.decode:
+            camera["source"]["decode"] = opts.decode
         (root / "cameras" / f"cam{i}.yaml").write_text(yaml.safe_dump(camera))
     return root / "streamd.yaml"
 
@@ -199,6 +218,23 @@ class _Measured:
     rss_mb: float
     peak_rss_mb: float
     others_cpu_s: dict[str, float]
+    counted: dict[str, dict[str, int]]  # each camera's counters over the window (decoded, skipped, ...)
+
+
+Counters = Callable[[], dict[str, dict[str, int]]]
+
+
+def _http_counters(port: int) -> Counters:
+    """Each camera's counters from the daemon's /v1/cameras."""
+
+    def read() -> dict[str, dict[str, int]]:
+        url = f"http://127.0.0.1:{port}/v1/cameras"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            cameras = json.loads(response.read())["cameras"]
+        keys = ("decoded", "skipped", "dropped", "processed")
+        return {c["id"]: {k: int(c.get(k, 0)) for k in keys} for c in cameras}
+
+    return read
 
 
 def _wait_for_every_camera(
@@ -216,11 +252,17 @@ def _wait_for_every_camera(
 
 
 def _measure(
-    sub: Subscriber, proc: _Proc, others: dict[str, _Proc], t_start: float, duration_s: float
+    sub: Subscriber,
+    proc: _Proc,
+    others: dict[str, _Proc],
+    window: tuple[float, float],
+    counters: Counters,
 ) -> _Measured:
     """Collect messages and sample the daemon; also the CPU of what shares the machine with it."""
+    t_start, duration_s = window
     while time.time() < t_start:
         sub.recv_raw(timeout_s=0.1)
+    counted_start = counters()
     cpu_start, t_end = proc.cpu_s(), t_start + duration_s
     others_start = {name: p.cpu_s() for name, p in others.items()}
     per_camera: dict[str, list[Received]] = defaultdict(list)
@@ -247,7 +289,11 @@ def _measure(
             )
     rss, hwm = proc.memory_mb()
     others_cpu = {name: p.cpu_s() - others_start[name] for name, p in others.items()}
-    return _Measured(per_camera, {}, samples, t_start, proc.cpu_s() - cpu_start, rss, hwm, others_cpu)
+    cpu = proc.cpu_s() - cpu_start
+    counted_end = counters()
+    counted = {cid: {k: v - counted_start.get(cid, {}).get(k, 0) for k, v in row.items()}
+               for cid, row in counted_end.items()}  # fmt: skip
+    return _Measured(per_camera, {}, samples, t_start, cpu, rss, hwm, others_cpu, counted)
 
 
 def _stop(daemon: subprocess.Popen[bytes], server: subprocess.Popen[str] | None) -> None:
@@ -262,16 +308,46 @@ def _stop(daemon: subprocess.Popen[bytes], server: subprocess.Popen[str] | None)
         server.wait(10)
 
 
+def _decode_paid_limit(
+    opts: BenchOptions, ceiling: dict[str, Any], measured: _Measured, processed_fps: float
+) -> dict[str, float | None]:
+    """The frames a second the model could run once decoding and what shares the cores are paid.
+
+    (cores - decoded frames/s x decode CPU per frame - the simulated cameras' and the
+    subscriber's CPU) / the model's CPU per frame. Letterbox, NMS, tracking and publishing
+    are left out on purpose: the ratio to this limit is what they and waiting cost.
+    """
+    cores = float(os.cpu_count() or 1)
+    decoded_fps = sum(row.get("decoded", 0) for row in measured.counted.values()) / opts.duration_s
+    decode_cores = decoded_fps * float(ceiling.get("decode_cpu_ms_per_frame", 0.0)) / 1000
+    others_cores = sum(measured.others_cpu_s.values()) / opts.duration_s
+    model_ms = float(ceiling.get("cpu_ms_per_frame") or 0.0)
+    limit = (cores - decode_cores - others_cores) / (model_ms / 1000) if model_ms else None
+    return {
+        "cores": cores,
+        "decoded_fps": round(decoded_fps, 2),
+        "decode_cores": round(decode_cores, 3),
+        "others_cores": round(others_cores, 3),
+        "model_cpu_ms_per_frame": model_ms,
+        "fps": round(limit, 2) if limit else None,
+        "ratio": round(processed_fps / limit, 3) if limit else None,
+    }
+
+
 def _report(opts: BenchOptions, ceiling: dict[str, Any], measured: _Measured, log: Path) -> dict[str, Any]:
     connected = _connected_times(log)
     cameras = {f"cam{i}": measured.per_camera.get(f"cam{i}", []) for i in range(opts.cameras)}
+    targets = {f"cam{i}": (opts.rate(i), opts.target(i)) for i in range(opts.cameras)}
     report_cameras = {}
     for cid, msgs in cameras.items():
-        entry = camera_report(msgs, opts.fps, opts.duration_s)
+        entry = camera_report(msgs, targets[cid][0], opts.duration_s, targets[cid][1])
+        counted = measured.counted.get(cid, {})
+        entry["decoded_fps"] = round(counted.get("decoded", 0) / opts.duration_s, 2)
         if cid in connected and cid in measured.first_recv:
             entry["first_result_s"] = round(measured.first_recv[cid] - connected[cid], 3)
         report_cameras[cid] = entry
     processed = sum(len(m) for m in cameras.values())
+    total = total_report(cameras, targets, opts.duration_s, float(ceiling["fps"]))
     return {
         "schema": "streamd.bench/1",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -279,17 +355,22 @@ def _report(opts: BenchOptions, ceiling: dict[str, Any], measured: _Measured, lo
         "machine": machine_info(),
         "setup": {
             "cameras": opts.cameras,
-            "fps": opts.fps,
+            "fps": list(opts.fps),
+            "cap": opts.cap,
+            "decode": opts.decode,
             "duration_s": opts.duration_s,
             "warmup_s": opts.warmup_s,
             "source": opts.source,
+            "video": str(opts.video),
+            "size": _video_size(opts.video),
             "model": str(opts.model),
             "family": opts.family,
             "provider": str(ceiling.get("provider")),
         },
         "ceiling": ceiling,
+        "limit": _decode_paid_limit(opts, ceiling, measured, processed / opts.duration_s),
         "cameras": report_cameras,
-        "total": total_report(cameras, opts.fps, opts.duration_s, float(ceiling["fps"])),
+        "total": total,
         "process": {
             "cpu_percent": round(100 * measured.cpu_s / opts.duration_s, 1),
             "cpu_ms_per_processed_frame": round(1000 * measured.cpu_s / processed, 2) if processed else None,
@@ -305,9 +386,31 @@ def _report(opts: BenchOptions, ceiling: dict[str, Any], measured: _Measured, lo
     }
 
 
+def _video_size(video: Path) -> str:
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        return f"{stream.codec_context.width}x{stream.codec_context.height}"
+
+
+def _clip(opts: BenchOptions) -> BenchOptions:
+    """The options with the video re-encoded to the size and GOP asked for (cached), if any."""
+    if opts.size is None and opts.gop is None:
+        return opts
+    rate = round(max(opts.fps))
+    with av.open(str(opts.video)) as container:
+        stream = container.streams.video[0]
+        width, height = opts.size or (stream.codec_context.width, stream.codec_context.height)
+    spec = ClipSpec(width, height, fps=rate, gop=opts.gop or rate, seconds=30)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "streamd" / "clips"
+    return replace(opts, video=make_clip(opts.video, cache, spec))
+
+
 def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure the ceilings, then run the pipeline and measure it; the report as a dict."""
     say = progress or (lambda _msg: None)
+    if opts.size is not None or opts.gop is not None:
+        say("making the clip (once; cached)")
+        opts = _clip(opts)
     model_cfg = ModelConfig(
         path=opts.model,
         family=opts.family,
@@ -329,10 +432,10 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
     ceiling.update(decode_ceiling(str(opts.video), seconds=opts.ceiling_s))
 
     root = Path(tempfile.mkdtemp(prefix="streamd-bench-"))
-    rtsp_port, zmq_port = _free_port(), _free_port()
-    server = _start_rtsp(opts, rtsp_port) if opts.source == "rtsp" else None
-    config = _write_config(opts, root, rtsp_port, zmq_port)
-    sub = Subscriber(f"tcp://127.0.0.1:{zmq_port}")
+    ports = {"rtsp": _free_port(), "zmq": _free_port(), "http": _free_port()}
+    server = _start_rtsp(opts, ports["rtsp"]) if opts.source == "rtsp" else None
+    config = _write_config(opts, root, ports)
+    sub = Subscriber(f"tcp://127.0.0.1:{ports['zmq']}")
     log_path = root / "daemon.log"
     with log_path.open("w") as log:
         daemon = subprocess.Popen(
@@ -341,7 +444,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
             stderr=subprocess.STDOUT,
         )
     try:
-        say(f"starting {opts.cameras} camera(s) at {opts.fps:g} fps; warm-up {opts.warmup_s:g} s")
+        rates = ",".join(f"{f:g}" for f in opts.fps)
+        say(f"starting {opts.cameras} camera(s) at {rates} fps; warm-up {opts.warmup_s:g} s")
         started = time.time()
         first_recv = _wait_for_every_camera(sub, daemon, opts.cameras, log_path)
         say(f"measuring for {opts.duration_s:g} s")
@@ -349,7 +453,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         if server is not None:
             others["rtsp_server"] = _Proc(server.pid)
         t_start = max(time.time(), started + opts.warmup_s)
-        measured = _measure(sub, _Proc(daemon.pid), others, t_start, opts.duration_s)
+        window = (t_start, opts.duration_s)
+        measured = _measure(sub, _Proc(daemon.pid), others, window, _http_counters(ports["http"]))
         measured.first_recv = first_recv
     finally:
         sub.close()

@@ -44,26 +44,33 @@ def growth(msgs: Sequence[Received], window_s: float = 10.0) -> float | None:
     return round(float(np.percentile(last, 99) / max(np.percentile(first, 99), 1e-9)), 3)
 
 
-def camera_report(msgs: Sequence[Received], offered_fps: float, duration_s: float) -> dict[str, object]:
+def camera_report(
+    msgs: Sequence[Received], offered_fps: float, duration_s: float, target_fps: float | None = None
+) -> dict[str, object]:
     """Throughput and latency of one camera over the measured window.
 
     Frames offered are counted from ``seq``: the camera numbers every decoded frame,
     so the span of seq in the window is what it offered, and what did not arrive
-    was dropped.
+    was skipped (over the camera's fps cap) or dropped. ``target_fps`` is what should
+    reach detection: the camera's rate, or its cap.
     """
+    target = target_fps or offered_fps
     if not msgs:
         empty = {"processed_fps": 0.0, "processed": 0, "offered": 0, "dropped": 0, "processed_ratio": 0.0}
-        return {"offered_fps": offered_fps, **empty, "latency_ms": latency_summary([]), "growth": None}
+        return {"offered_fps": offered_fps, "target_fps": target, **empty, "target_ratio": 0.0,
+                "latency_ms": latency_summary([]), "growth": None}  # fmt: skip
     offered = msgs[-1].seq - msgs[0].seq + 1
     processed = len(msgs)
     return {
         "offered_fps": offered_fps,
+        "target_fps": target,
         "measured_offered_fps": round(offered / duration_s, 2),
         "processed_fps": round(processed / duration_s, 2),
         "offered": offered,
         "processed": processed,
         "dropped": offered - processed,
         "processed_ratio": round(processed / offered, 4),
+        "target_ratio": round(processed / duration_s / target, 4),
         "latency_ms": latency_summary([m.total_ms for m in msgs]),
         "growth": growth(msgs),
     }
@@ -71,25 +78,33 @@ def camera_report(msgs: Sequence[Received], offered_fps: float, duration_s: floa
 
 def total_report(
     per_camera: dict[str, list[Received]],
-    offered_fps: float,
+    targets: dict[str, tuple[float, float]],
     duration_s: float,
     model_ceiling_fps: float | None,
 ) -> dict[str, object]:
-    """Totals over every camera, with fairness and the ratio to the model-only ceiling."""
+    """Totals over every camera, with fairness and the ratio to the model-only ceiling.
+
+    ``targets``: each camera's (rate, target), as for ``camera_report``.
+    """
     everything = sorted((m for msgs in per_camera.values() for m in msgs), key=lambda m: m.t_recv)
     processed_fps = len(everything) / duration_s
-    shares = [len(msgs) / duration_s for msgs in per_camera.values()]
-    fair = processed_fps / max(len(per_camera), 1)
+    # Fair share: each camera's processed rate over what it would get if every camera got the
+    # same fraction of its target.
+    fraction = processed_fps / max(sum(t for _, t in targets.values()), 1e-9)
+    shares = [len(per_camera.get(c, [])) / duration_s / (t * fraction) for c, (_, t) in targets.items()]
     offered = sum(msgs[-1].seq - msgs[0].seq + 1 for msgs in per_camera.values() if msgs)
+    target = sum(t for _, t in targets.values())
     return {
         "cameras": len(per_camera),
-        "offered_fps": round(offered_fps * len(per_camera), 2),
+        "offered_fps": round(sum(r for r, _ in targets.values()), 2),
+        "target_fps": round(target, 2),
         "processed_fps": round(processed_fps, 2),
         "processed_ratio": round(len(everything) / offered, 4) if offered else 0.0,
+        "target_ratio": round(processed_fps / target, 4) if target else 0.0,
         "dropped": offered - len(everything),
         "latency_ms": latency_summary([m.total_ms for m in everything]),
         "growth": growth(everything),
-        "min_fair_share": round(min(shares) / fair, 3) if fair and shares else None,
+        "min_fair_share": round(min(shares), 3) if fraction and shares else None,
         "ceiling_ratio": round(processed_fps / model_ceiling_fps, 3) if model_ceiling_fps else None,
     }
 

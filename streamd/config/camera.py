@@ -78,6 +78,11 @@ class SourceConfig(Strict):
     decode_threads: int = Field(
         1, ge=0, description="decoder threads; more than 1 adds a frame of latency per thread; 0 = auto"
     )
+    decode: Literal["auto", "all", "keyframes"] = Field(
+        "auto",
+        description="keyframes: decode only keyframes (a fraction of the CPU); auto: only keyframes while the"
+        " camera's fps cap is at or below its keyframe rate; all: every frame",
+    )
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="retry policy")
     video_size: str | None = Field(None, description="V4L2: WIDTHxHEIGHT to ask the device for")
     input_format: str | None = Field(None, description="V4L2: pixel or compressed format, e.g. mjpeg")
@@ -89,6 +94,15 @@ class SourceConfig(Strict):
         description="read through this GStreamer pipeline instead of FFmpeg (Jetson hardware decoding);"
         " it ends in an appsink, {url} stands for the camera's url",
     )
+
+    @model_validator(mode="after")
+    def _keyframes_need_ffmpeg(self) -> SourceConfig:
+        if self.pipeline is not None and self.decode == "keyframes":
+            raise ValueError(
+                "decode: keyframes is done by the FFmpeg reader; a GStreamer pipeline decodes in its own"
+                " elements (drop source.pipeline, or use decode: auto)"
+            )
+        return self
 
     @field_validator("pipeline")
     @classmethod

@@ -56,7 +56,12 @@ def decode_yolox(output: np.ndarray, input_hw: tuple[int, int], threshold: float
     grid, stride = _yolox_grid(input_hw)
     if output.shape[0] != grid.shape[0]:
         raise ModelError(f"YOLOX output has {output.shape[0]} rows, expected {grid.shape[0]} for {input_hw}")
-    keep, scores, class_ids = _best_class(output[:, 4:5] * output[:, 5:], threshold)
+    # A score is objectness x class probability, never above the objectness: only the few
+    # anchors whose objectness reaches the threshold need their 80 class scores looked at.
+    candidates = np.flatnonzero(output[:, 4] >= threshold)
+    rows = output[candidates]
+    keep, scores, class_ids = _best_class(rows[:, 4:5] * rows[:, 5:], threshold)
+    keep = candidates[keep]
     rows = output[keep]
     cxcy = (rows[:, 0:2] + grid[keep]) * stride[keep]
     wh = np.exp(rows[:, 2:4]) * stride[keep]
@@ -66,7 +71,10 @@ def decode_yolox(output: np.ndarray, input_hw: tuple[int, int], threshold: float
 def decode_ultralytics(output: np.ndarray, input_hw: tuple[int, int], threshold: float) -> Candidates:
     """Ultralytics YOLOv8/YOLO11 export, ``(4 + classes, anchors)``: cx, cy, w, h in input pixels, scores."""
     del input_hw  # boxes are already decoded
-    rows = output.T
+    # The best class score of every anchor along the contiguous axis, then only the few
+    # anchors that reach the threshold are transposed.
+    candidates = np.flatnonzero(output[4:].max(axis=0) >= threshold)
+    rows = output[:, candidates].T
     keep, scores, class_ids = _best_class(rows[:, 4:], threshold)
     boxes = rows[keep]
     return (

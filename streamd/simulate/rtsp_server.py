@@ -10,7 +10,7 @@ timestamps, and ``rtph264pay config-interval=-1`` repeats SPS/PPS at every
 keyframe so any client can join mid-stream and the loop seam is invisible.
 All clients of one mount share one media, like a real camera.
 
-    /usr/bin/python3 rtsp_server.py --file video.mp4 --port 8554 [--fps 10] [--cameras 4]
+    /usr/bin/python3 rtsp_server.py --file video.mp4 --port 8554 [--fps 10[,25...]] [--cameras 4] [--in-band]
 
 With ``--cameras N`` it serves N independent cameras at /cam0 .. /cam{N-1}, each
 with its own feeder, instead of one at --mount. It prints ``READY URL ...`` on
@@ -164,28 +164,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8554)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--mount", default="/stream")
-    parser.add_argument("--fps", type=float, default=0.0, help="override the file's frame rate")
+    parser.add_argument(
+        "--fps",
+        default="",
+        help="override the file's rate; 10,25 gives the cameras 10, 25, 10, ... fps",
+    )
     parser.add_argument("--cameras", type=int, default=0, help="serve N cameras at /cam0../camN-1")
     parser.add_argument("--in-band", action="store_true", help="SPS/PPS in the stream only, not in the SDP")
     args = parser.parse_args(argv)
 
     Gst.init(None)
     units, file_fps = demux_access_units(args.file)
-    fps = args.fps or file_fps or 25.0
+    rates = [float(f) for f in args.fps.split(",") if f] or [file_fps or 25.0]
 
     server = GstRtspServer.RTSPServer()
     server.set_address(args.host)
     server.set_service(str(args.port))
     mounts = [f"/cam{i}" for i in range(args.cameras)] if args.cameras else [args.mount]
-    for mount in mounts:
-        server.get_mount_points().add_factory(mount, Factory(units, fps, args.in_band))
+    for i, mount in enumerate(mounts):
+        server.get_mount_points().add_factory(mount, Factory(units, rates[i % len(rates)], args.in_band))
     if server.attach(None) == 0:
         print(f"cannot listen on {args.host}:{args.port}", file=sys.stderr)
         return 1
     loop = GLib.MainLoop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)
-    print(f"READY rtsp://{args.host}:{args.port}{mounts[0]} fps={fps:g} units={len(units)}", flush=True)
+    fps = ",".join(f"{r:g}" for r in rates)
+    print(f"READY rtsp://{args.host}:{args.port}{mounts[0]} fps={fps} units={len(units)}", flush=True)
     loop.run()
     return 0
 

@@ -65,6 +65,8 @@ class CameraStats:
     processing_error: str | None = None  # worker: why the last frame failed; None once one succeeds
     last_frame: float | None = None  # monotonic time of the last decoded picture
     stream_fps: float | None = None
+    cpu_s: float = 0.0  # camera thread: CPU time reading and decoding (up to its last picture)
+    decoding: str | None = None  # camera thread: "all" or "keyframes", what the stream decodes now
 
 
 class FpsCap:
@@ -114,6 +116,7 @@ class Camera:
             camera=config.id,
         )
         self._cap = FpsCap(config.fps)
+        self._cpu_mark = 0.0  # the camera thread's CPU clock at its last picture
         # Replaying a file as fast as possible waits for the worker instead of dropping.
         replay = source_kind(config.url) == "file" and not config.source.realtime
         self._replay_stop = self._stop if replay else None
@@ -145,10 +148,12 @@ class Camera:
             raise RuntimeError(f"camera {self.id}: {current.value} -> {state.value} is not allowed")
         self.stats.state = state
         self.stats.since = time.monotonic()
+        self._slot.set_live(state is CameraState.STREAMING)
         if error is not None:
             self.stats.last_error = error
 
     def _run(self) -> None:
+        self._cpu_mark = time.thread_time()
         self._set_state(CameraState.CONNECTING)
         self._log.info("camera starting", url=redact(self.config.url))
         while not self._stop.is_set():
@@ -201,16 +206,27 @@ class Camera:
             threading.Thread(target=stream.close, name=f"close-{self.id}", daemon=True).start()
         return None
 
+    def _admit(self, t_scene: float) -> bool:
+        """The fps cap, asked by the source before it spends anything on a picture it would skip."""
+        if self._cap.admit(t_scene):
+            return True
+        self.stats.skipped += 1
+        return False
+
     def _read(self, stream: Source) -> None:
         self.stats.stream_fps = stream.fps
         self._log.info("camera connected", fps=stream.fps)
         read_window = 2 * self.config.source.read_timeout_s  # FFmpeg notices a silent peer within it
-        for picture in stream.pictures(self._stop):
+        for picture in stream.pictures(self._stop, self._admit):
             self._promise(read_window)
-            seq = self._seq
-            self._seq += 1
-            self.stats.decoded += 1
+            self._seq += picture.decoded  # every decoded picture has a number, skipped ones too
+            seq = self._seq - 1
+            self.stats.decoded += picture.decoded
             self.stats.last_frame = picture.t_capture
+            cpu = time.thread_time()
+            self.stats.cpu_s += cpu - self._cpu_mark
+            self._cpu_mark = cpu
+            self.stats.decoding = "keyframes" if stream.keyframes_only else "all"
             if self.stats.state is not CameraState.STREAMING:
                 self._set_state(CameraState.STREAMING)
                 self._backoff.reset()
@@ -220,9 +236,6 @@ class Camera:
                     width=picture.picture.width,
                     height=picture.picture.height,
                 )
-            if not self._cap.admit(picture.t_scene):
-                self.stats.skipped += 1
-                continue
             self._slot.put(
                 Frame(
                     camera=self.id,

@@ -25,7 +25,7 @@ import numpy as np
 from streamd.config import CameraConfig
 from streamd.errors import ConfigError, SourceError
 from streamd.redact import redact
-from streamd.sources.pyav import Picture
+from streamd.sources.pyav import Admit, Picture, admit_all
 
 __all__ = ["GstStream", "check_pipeline"]
 
@@ -97,7 +97,9 @@ def check_pipeline(camera: CameraConfig, file: str) -> None:
 
 
 class GstStream:
-    """A playing pipeline; iterate ``pictures(stop)`` and close it when done."""
+    """A playing pipeline; iterate ``pictures(stop, admit)`` and close it when done."""
+
+    keyframes_only = False  # the pipeline's own elements decode: every frame
 
     def __init__(self, camera: CameraConfig) -> None:
         g = _modules()
@@ -166,20 +168,24 @@ class GstStream:
                 raise SourceError("stream ended")
         return None
 
-    def pictures(self, stop: threading.Event) -> Iterator[Picture]:
-        """Pictures until the pipeline fails or ends (SourceError), goes silent, or ``stop`` is set."""
+    def pictures(self, stop: threading.Event, admit: Admit = admit_all) -> Iterator[Picture]:
+        """Pictures until the pipeline fails or ends (SourceError), goes silent, or ``stop`` is set.
+
+        A picture the fps cap skips is never copied out of GStreamer, and one that is kept
+        is copied only when a worker takes it (a ``Deferred``): one the slot replaces first
+        costs nothing either.
+        """
         got, self._first = self._first, None
+        skipped = 0
         while got is not None:
             sample, t_capture, ts = got
-            # Decoding happened in GStreamer's threads; only the copy out is timed here.
-            picture = _to_picture(sample)
-            yield Picture(
-                picture=picture,
-                ts=ts,
-                t_capture=t_capture,
-                decode_s=time.monotonic() - t_capture,
-                t_scene=t_capture,
-            )
+            if admit(t_capture):
+                # Decoding happened in GStreamer's threads: it is the pull that is timed.
+                yield Picture(_Sample(sample), ts, t_capture, time.monotonic() - t_capture, t_capture,
+                              decoded=skipped + 1)  # fmt: skip
+                skipped = 0
+            else:
+                skipped += 1
             got = self._pull(self._camera.source.read_timeout_s, stop)
             if got is None and not stop.is_set():
                 raise SourceError("no data within the read timeout (camera hung)")
@@ -188,6 +194,21 @@ class GstStream:
         """Stop the pipeline (an RTSP source sends its TEARDOWN)."""
         g = _modules()
         self._pipeline.set_state(g.gst.State.NULL)
+
+
+class _Sample:
+    """A pulled sample whose picture is copied out when a worker takes it (``Deferred``)."""
+
+    __slots__ = ("_sample", "height", "width")
+
+    def __init__(self, sample: Any) -> None:
+        self._sample = sample
+        structure = sample.get_caps().get_structure(0)
+        self.width = int(structure.get_value("width"))
+        self.height = int(structure.get_value("height"))
+
+    def load(self) -> av.VideoFrame:
+        return _to_picture(self._sample)
 
 
 def _to_picture(sample: Any) -> av.VideoFrame:

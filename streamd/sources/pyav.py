@@ -8,10 +8,13 @@ dies).
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
+import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +23,16 @@ import av
 from streamd.config import CameraConfig, source_kind
 from streamd.errors import SourceError
 from streamd.redact import redact
+from streamd.types import Deferred
 
-__all__ = ["Picture", "Stream", "open_stream"]
+__all__ = ["Admit", "KeyframeRate", "Picture", "Stream", "admit_all", "decode_keyframes_only", "open_stream"]
+
+Admit = Callable[[float], bool]  # a picture's scene time -> whether it goes to detection (the fps cap)
+
+
+def admit_all(_t_scene: float) -> bool:
+    return True
+
 
 _FLAG2_CHUNKS = 1 << 15  # AV_CODEC_FLAG2_CHUNKS: packets may end at slice boundaries
 
@@ -30,11 +41,38 @@ _FLAG2_CHUNKS = 1 << 15  # AV_CODEC_FLAG2_CHUNKS: packets may end at slice bound
 class Picture:
     """A decoded picture with the time its data arrived."""
 
-    picture: av.VideoFrame
+    picture: av.VideoFrame | Deferred
     ts: float  # wall clock of the scene: when its packet arrived (a replayed file: its place in the file)
     t_capture: float  # monotonic, when its packet arrived: latencies are measured from it
     decode_s: float
     t_scene: float  # monotonic time of the scene: t_capture, or for a replayed file its place in the file
+    decoded: int = 1  # pictures decoded since the one before it was handed over, this one included
+
+
+class KeyframeRate:
+    """Keyframes a second of a stream, from the times of its latest keyframes (median interval)."""
+
+    def __init__(self, window: int = 4) -> None:
+        self._times: collections.deque[float] = collections.deque(maxlen=window + 1)
+
+    def observe(self, t: float) -> None:
+        if self._times and t <= self._times[-1]:
+            self._times.clear()  # the stream's clock went back (a looped file, a new session)
+        self._times.append(t)
+
+    def rate(self) -> float | None:
+        if len(self._times) < 2:
+            return None
+        intervals = [b - a for a, b in itertools.pairwise(self._times)]
+        return 1.0 / statistics.median(intervals)
+
+
+def decode_keyframes_only(mode: str, cap: float | None, keyframe_rate: float | None) -> bool:
+    """Whether to decode only keyframes: asked for, or (auto) the fps cap is within the keyframe rate."""
+    if mode != "auto":
+        return mode == "keyframes"
+    # 2% of slack: a 1 s GOP measured from arrival times may read 0.99 keyframes a second.
+    return cap is not None and keyframe_rate is not None and cap <= keyframe_rate * 1.02
 
 
 def _rtsp_options(camera: CameraConfig) -> dict[str, str]:
@@ -66,7 +104,7 @@ def _v4l2_options(camera: CameraConfig) -> dict[str, str]:
 
 
 class Stream:
-    """An open source; iterate ``pictures(stop)`` and close it when done."""
+    """An open source; iterate ``pictures(stop, admit)`` and close it when done."""
 
     def __init__(self, container: av.container.InputContainer, camera: CameraConfig, kind: str) -> None:
         self._container = container
@@ -88,6 +126,13 @@ class Stream:
         rate = self._video.average_rate or self._video.guessed_rate
         self.fps: float | None = float(rate) if rate else None
         self._scene_origin: tuple[float, float] | None = None
+        self._frames = 0  # packets of pictures read, across loops of a file
+        # Keyframe-only decoding: decided at each keyframe, for the pictures up to the next.
+        self.keyframes_only = camera.source.decode == "keyframes"
+        self.not_decoded = 0  # pictures left undecoded in keyframe mode
+        self._keyframe_rate = KeyframeRate()
+        self._keyframe_at: float | None = None
+        self._keyframe_admitted = True
 
     def __enter__(self) -> Stream:
         return self
@@ -100,8 +145,13 @@ class Stream:
         with contextlib.suppress(av.FFmpegError):
             self._container.close()
 
-    def pictures(self, stop: threading.Event) -> Iterator[Picture]:
-        """Decoded pictures until the source ends, fails (SourceError) or ``stop`` is set."""
+    def pictures(self, stop: threading.Event, admit: Admit = admit_all) -> Iterator[Picture]:
+        """Decoded pictures that ``admit`` lets through, until the source ends, fails or ``stop`` is set.
+
+        ``admit(t_scene)`` is asked once per picture, before decoding when only keyframes
+        are decoded (a keyframe the fps cap skips is never decoded), after it otherwise
+        (every frame is a reference for the next). Fails with SourceError.
+        """
         paced = not self._live and self._camera.source.realtime
         # Replayed as fast as the worker goes, a file's frames arrive faster than they were
         # filmed: the scene's clock is their place in the file, so that tracking and events,
@@ -110,12 +160,9 @@ class Stream:
         period = 1.0 / (self.fps or 25.0)
         started = time.monotonic()
         self._scene_origin = (started, time.time()) if replay else None
-        count = 0
         while not stop.is_set():
             try:
-                for picture in self._demux_decode(stop, paced, started, period, count):
-                    count += 1
-                    yield picture
+                yield from self._demux_decode(stop, admit, paced, started, period)
             except av.FFmpegError as exc:
                 raise SourceError(_describe(exc)) from exc
             if stop.is_set():
@@ -132,28 +179,56 @@ class Stream:
             self._video.codec_context.flush_buffers()
 
     def _demux_decode(
-        self, stop: threading.Event, paced: bool, started: float, period: float, count: int
+        self, stop: threading.Event, admit: Admit, paced: bool, started: float, period: float
     ) -> Iterator[Picture]:
+        decoded = 0  # since the last picture handed over
         for packet in self._container.demux(self._video):
             if stop.is_set():
                 return
-            if paced and packet.size:
-                delay = started + count * period - time.monotonic()
-                if delay > 0 and stop.wait(delay):
-                    return
-            t_capture = time.monotonic()
-            ts = time.time()
+            n = self._frames  # this packet's place in the stream, for pacing and replay
+            if packet.size:
+                self._frames += 1
+                if paced:
+                    delay = started + n * period - time.monotonic()
+                    if delay > 0 and stop.wait(delay):
+                        return
+            t_capture, ts = time.monotonic(), time.time()
+            t_scene = t_capture
+            if self._scene_origin is not None:
+                t_scene, ts = self._scene_origin[0] + n * period, self._scene_origin[1] + n * period
+            if packet.size and not self._keyframe_gate(packet, t_capture, t_scene, admit):
+                continue
             for picture in packet.decode():
+                decoded += 1
+                if not self.keyframes_only and not admit(t_scene):
+                    continue
                 now = time.monotonic()
-                t_scene = t_capture
-                if self._scene_origin is not None:
-                    t_scene = self._scene_origin[0] + count * period
-                    ts = self._scene_origin[1] + count * period
-                yield Picture(
-                    picture=picture, ts=ts, t_capture=t_capture, decode_s=now - t_capture, t_scene=t_scene
-                )
-                count += 1
+                yield Picture(picture, ts, t_capture, now - t_capture, t_scene, decoded)
+                decoded = 0
                 t_capture, ts = now, time.time()
+
+    def _keyframe_gate(
+        self, packet: av.Packet[av.VideoStream], t_capture: float, t_scene: float, admit: Admit
+    ) -> bool:
+        """Whether a packet goes to the decoder: all of them, or in keyframe mode admitted keyframes."""
+        if packet.is_keyframe:
+            at = (
+                float(packet.pts * packet.time_base)
+                if packet.pts is not None and packet.time_base
+                else t_capture
+            )
+            if at != self._keyframe_at:  # a new picture (its slices share the time)
+                self._keyframe_at = at
+                self._keyframe_rate.observe(at)
+                self.keyframes_only = decode_keyframes_only(
+                    self._camera.source.decode, self._camera.fps, self._keyframe_rate.rate()
+                )
+                self._keyframe_admitted = not self.keyframes_only or admit(t_scene)
+            return self._keyframe_admitted
+        if self.keyframes_only:
+            self.not_decoded += 1
+            return False
+        return True
 
 
 def _describe(exc: Exception) -> str:

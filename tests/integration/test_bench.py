@@ -29,8 +29,12 @@ def test_bench_runs_the_real_pipeline_and_reports_sane_numbers(tmp_path):
         assert 0 < row["processed_ratio"] <= 1.0
         assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p99"] <= row["latency_ms"]["max"]
         assert 0 < row["first_result_s"] < 10
+        assert row["decoded_fps"] > 5
     total = report["total"]
     assert 0 < total["ceiling_ratio"] <= 1.5
+    limit = report["limit"]
+    assert 0 < limit["decode_cores"] < limit["cores"] and limit["decoded_fps"] > 15
+    assert limit["model_cpu_ms_per_frame"] > 0 and 0 < limit["ratio"] <= 1.5
     assert 0 < total["min_fair_share"] <= 1.5
     assert report["process"]["peak_rss_mb"] > 50
     assert report["process"]["cpu_percent"] > 0
@@ -47,9 +51,16 @@ def test_bench_statistics_count_drops_from_seq_gaps():
     assert row["offered"] == 99
     assert row["processed"] == 50
     assert row["dropped"] == 49
-    total = total_report({"a": msgs, "b": msgs[:25]}, offered_fps=10, duration_s=10, model_ceiling_fps=15)
+    targets = {"a": (10.0, 10.0), "b": (10.0, 10.0)}
+    total = total_report({"a": msgs, "b": msgs[:25]}, targets, duration_s=10, model_ceiling_fps=15)
     assert total["min_fair_share"] == round(2.5 / 3.75, 3)
     assert total["ceiling_ratio"] == round(7.5 / 15, 3)
+    # A camera capped at 2 fps that gets its 2 fps is served in full, as is one at 5 of its 5.
+    capped = camera_report(msgs[:20], offered_fps=25, duration_s=10, target_fps=2)
+    assert capped["target_ratio"] == 1.0
+    fair = total_report({"a": msgs[:20], "b": msgs}, {"a": (25.0, 2.0), "b": (10.0, 5.0)}, 10, None)
+    assert fair["target_ratio"] == 1.0
+    assert fair["min_fair_share"] == 1.0
 
 
 def test_growth_compares_the_last_10_s_with_the_first():

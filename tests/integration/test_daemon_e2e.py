@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import signal
 import statistics
 import time
@@ -137,6 +138,47 @@ def test_the_first_picture_a_camera_sends_is_published_on_connect_and_on_every_r
         # No backlog: the pictures after it arrived one frame period (0.2 s) apart, not in a burst.
         gaps = [b.ts - a.ts for a, b in itertools.pairwise(messages[:5])]
         assert min(gaps) > 0.1, gaps
+
+
+def test_a_camera_capped_at_its_keyframe_rate_decodes_only_keyframes(tmp_path, rtsp_servers):
+    # The shared video has a keyframe every second; both cameras are capped at 1 fps.
+    server = RtspServer(cameras=2).start()
+    rtsp_servers.append(server)
+    cameras = {"auto": {"url": server.camera_url(0), "fps": 1},
+               "every": {"url": server.camera_url(1), "fps": 1, "source": {"decode": "all"}}}  # fmt: skip
+    daemon, sub, _ = start(tmp_path, cameras)
+    try:
+        assert wait_for(lambda: _camera(daemon, "auto").get("decoding") == "keyframes", 20)
+        before = {cid: _camera(daemon, cid) for cid in cameras}
+        messages = collect(sub, 6)
+        after = {cid: _camera(daemon, cid) for cid in cameras}
+    finally:
+        daemon.stop()
+        sub.close()
+    delta = {
+        cid: {k: after[cid][k] - before[cid][k] for k in ("decoded", "processed", "cpu_s")} for cid in cameras
+    }
+    print(f"\nover ~6 s: {delta}")
+    assert _camera_value(after, "every", "decoding") == "all"
+    # Keyframes only: about one picture decoded a second, every one of them detected.
+    assert 3 <= delta["auto"]["decoded"] <= 9 and delta["auto"]["processed"] >= delta["auto"]["decoded"] - 2
+    assert delta["every"]["decoded"] >= 5 * delta["auto"]["decoded"]  # 10 a second, for the same 1 fps
+    assert 3 <= delta["every"]["processed"] <= 9
+    assert delta["auto"]["cpu_s"] < delta["every"]["cpu_s"]
+    people = [
+        m for m in messages if m.camera == "auto" and any(d.class_name == "person" for d in m.detections)
+    ]
+    assert len(people) >= 3
+
+
+def _camera(daemon: Daemon, camera: str) -> dict:
+    code, body = daemon.get("/v1/cameras")
+    cameras = json.loads(body)["cameras"] if code in (200, 503) else []
+    return next((c for c in cameras if c["id"] == camera), {})
+
+
+def _camera_value(rows: dict[str, dict], camera: str, key: str) -> object:
+    return rows[camera].get(key)
 
 
 def test_hung_camera_is_detected_within_the_read_timeout_while_another_keeps_publishing(

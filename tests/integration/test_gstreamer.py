@@ -110,7 +110,7 @@ def test_pictures_of_odd_sizes_come_through_whole():
 
     def read_all() -> None:
         for picture in stream.pictures(threading.Event()):
-            pictures.append(picture.picture)
+            pictures.append(picture.picture.load())  # copied out of GStreamer when taken
 
     try:
         with pytest.raises(SourceError, match="stream ended"):
@@ -121,3 +121,38 @@ def test_pictures_of_odd_sizes_come_through_whole():
     bgr = to_bgr(pictures[0])
     assert bgr.shape == (241, 321, 3)
     assert bgr[:, -1].std() > 0  # the last column holds the test pattern, not padding
+
+
+def test_pictures_the_cap_skips_or_nobody_takes_are_never_copied_out(monkeypatch):
+    import threading  # noqa: PLC0415
+
+    from streamd.config import CameraConfig  # noqa: PLC0415
+    from streamd.errors import SourceError  # noqa: PLC0415
+    from streamd.sources import gst  # noqa: PLC0415
+
+    copies = []
+    real = gst._to_picture
+    monkeypatch.setattr(gst, "_to_picture", lambda sample: copies.append(1) or real(sample))
+    pipeline = (
+        "videotestsrc num-buffers=20 ! video/x-raw,format=I420,width=320,height=240 ! appsink name=streamd"
+    )
+    stream = gst.GstStream(
+        CameraConfig.model_validate({"id": "cap", "url": "test://", "source": {"pipeline": pipeline}})
+    )
+    asked = []
+
+    def every_fourth(t: float) -> bool:
+        asked.append(t)
+        return len(asked) % 4 == 1
+
+    handed = []
+    try:
+        with pytest.raises(SourceError, match="stream ended"):
+            handed.extend(stream.pictures(threading.Event(), every_fourth))
+    finally:
+        stream.close()
+    assert len(asked) == 20 and len(handed) == 5
+    assert sum(p.decoded for p in handed) == 17  # the 3 after the last one handed over are not reported
+    assert copies == []  # nothing copied until a worker takes a picture
+    taken = handed[-1].picture.load()  # the one the worker takes: copied once, whole
+    assert (taken.width, taken.height) == (320, 240) and copies == [1]

@@ -68,8 +68,9 @@ def test_an_unexpected_exception_in_the_camera_thread_reconnects_it():
 
     class Crashing:
         fps = 10.0
+        keyframes_only = False
 
-        def pictures(self, _stop):
+        def pictures(self, _stop, _admit):
             raise ValueError("Unexpected numpy array shape")
             yield  # a generator
 

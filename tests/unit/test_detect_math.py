@@ -112,3 +112,33 @@ def test_letterbox_i420_matches_converting_first_within_chroma_rounding():
     assert (got[:8] == 114).all()
     assert (got[56:] == 114).all()
     assert np.abs(got.astype(int) - expected.astype(int)).mean() < 3
+
+
+def _reference_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> set[int]:
+    """Greedy class-aware NMS, written plainly: the definition the fast one must keep to."""
+    kept: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        overlaps = False
+        for j in kept:
+            if classes[i] != classes[j]:
+                continue
+            lt, rb = np.maximum(boxes[i, :2], boxes[j, :2]), np.minimum(boxes[i, 2:], boxes[j, 2:])
+            inter = float(np.prod(np.clip(rb - lt, 0, None)))
+            union = float(np.prod(boxes[i, 2:] - boxes[i, :2]) + np.prod(boxes[j, 2:] - boxes[j, :2])) - inter
+            overlaps = overlaps or inter / union > iou
+        if not overlaps:
+            kept.append(int(i))
+    return set(kept)
+
+
+def test_batched_nms_keeps_what_plain_greedy_nms_keeps_on_random_boxes():
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        n = int(rng.integers(0, 40))
+        corner = rng.uniform(0, 600, (n, 2))
+        boxes = np.column_stack((corner, corner + rng.uniform(5, 150, (n, 2)))).astype(np.float32)
+        scores = rng.uniform(0.25, 1.0, n).astype(np.float32)
+        classes = rng.integers(0, 3, n)
+        keep = batched_nms(boxes, scores, classes, 0.45)
+        assert set(keep.tolist()) == _reference_nms(boxes, scores, classes, 0.45)
+        assert np.all(np.diff(scores[keep]) <= 0)  # highest score first

@@ -81,6 +81,8 @@ def test_removed_camera_is_no_longer_served():
 
 def test_fill_wait_gathers_a_batch_from_cameras_that_arrive_a_little_later():
     board, _ = make_board("a", "b", "c")
+    for slot in board._slots.values():
+        slot.set_live(True)
     board._slots["a"].put("a0")
     threading.Timer(0.05, lambda: board._slots["b"].put("b0")).start()
     threading.Timer(0.08, lambda: board._slots["c"].put("c0")).start()
@@ -90,10 +92,28 @@ def test_fill_wait_gathers_a_batch_from_cameras_that_arrive_a_little_later():
 
 def test_fill_wait_gives_up_after_its_deadline_with_what_it_has():
     board, _ = make_board("a", "b")
+    board._slots["b"].set_live(True)
     board._slots["a"].put("a0")
     start = time.monotonic()
     assert board.take(8, timeout=1, fill_wait=0.1) == ["a0"]
     assert time.monotonic() - start < 1
+
+
+def test_fill_wait_does_not_wait_for_cameras_that_are_down_or_in_another_worker_s_hands():
+    board, _ = make_board("up", "down", "busy", "also")
+    for key in ("up", "busy", "also"):
+        board._slots[key].set_live(True)
+    board._slots["busy"].put("busy0")
+    assert board.take(1, timeout=1) == ["busy0"]  # another worker has it now
+    board._slots["up"].put("up0")
+    board._slots["also"].put("also0")
+    start = time.monotonic()
+    batch = board.take(8, timeout=1, fill_wait=5.0)
+    waited = time.monotonic() - start
+    # "down" is reconnecting and "busy" cannot be taken again before release: the batch is
+    # whole with the two that can deliver, and does not sit out the 5 s fill wait.
+    assert sorted(batch) == ["also0", "up0"]
+    assert waited < 2.5, waited
 
 
 def test_a_camera_in_flight_is_not_handed_to_a_second_worker_until_released():
