@@ -8,6 +8,10 @@ from typing import Any
 __all__ = ["format_table", "plot"]
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
@@ -49,7 +53,7 @@ def format_table(report: dict[str, Any]) -> str:
         f" / {limit.get('model_cpu_ms_per_frame', 0)} ms per frame",
         "",
         f"{'camera':<8}{'offered':>9}{'target':>8}{'decoded':>9}{'processed':>11}{'p50':>6}{'p95':>6}{'p99':>6}"
-        f"{'max':>6}{'growth':>8}{'first':>7}",
+        f"{'max':>6}{'growth':>8}{'first':>7}{'cpu':>7}",
     ]
     rows = [*report["cameras"].items(), ("total", total)]
     for name, row in rows:
@@ -62,11 +66,12 @@ def format_table(report: dict[str, Any]) -> str:
             f"{name:<8}{row['offered_fps']:>9.1f}{row.get('target_fps', row['offered_fps']):>8.1f}"
             f"{_num(decoded, 1):>9}{row['processed_fps']:>11.1f}"
             f"{_ms(lat['p50']):>6}{_ms(lat['p95']):>6}{_ms(lat['p99']):>6}{_ms(lat['max']):>6}"
-            f"{growth:>8}{first_text:>7}"
+            f"{growth:>8}{first_text:>7}{_pct(row.get('camera_cpu_percent')):>7}"
         )
     lines += [
         "(target: the camera's rate or its fps cap; latency: capture to publish, ms;"
-        " growth: p99 of the last 10 s / first 10 s; first: stream open to first result)",
+        " growth: p99 of the last 10 s / first 10 s; first: stream open to first result;"
+        " cpu: the camera's thread, reading and decoding, % of a core)",
         "",
         f"processed/target {_num(total.get('target_ratio'), 3)}, processed/model ceiling "
         f"{_num(total['ceiling_ratio'], 3)}, processed/limit once decoding is paid"

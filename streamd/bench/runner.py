@@ -218,21 +218,21 @@ class _Measured:
     rss_mb: float
     peak_rss_mb: float
     others_cpu_s: dict[str, float]
-    counted: dict[str, dict[str, int]]  # each camera's counters over the window (decoded, skipped, ...)
+    counted: dict[str, dict[str, float]]  # each camera's counters over the window (decoded, cpu_s, ...)
 
 
-Counters = Callable[[], dict[str, dict[str, int]]]
+Counters = Callable[[], dict[str, dict[str, float]]]
 
 
 def _http_counters(port: int) -> Counters:
     """Each camera's counters from the daemon's /v1/cameras."""
 
-    def read() -> dict[str, dict[str, int]]:
+    def read() -> dict[str, dict[str, float]]:
         url = f"http://127.0.0.1:{port}/v1/cameras"
         with urllib.request.urlopen(url, timeout=5) as response:
             cameras = json.loads(response.read())["cameras"]
-        keys = ("decoded", "skipped", "dropped", "processed")
-        return {c["id"]: {k: int(c.get(k, 0)) for k in keys} for c in cameras}
+        keys = ("decoded", "skipped", "dropped", "processed", "cpu_s")
+        return {c["id"]: {k: float(c.get(k, 0)) for k in keys} for c in cameras}
 
     return read
 
@@ -343,6 +343,7 @@ def _report(opts: BenchOptions, ceiling: dict[str, Any], measured: _Measured, lo
         entry = camera_report(msgs, targets[cid][0], opts.duration_s, targets[cid][1])
         counted = measured.counted.get(cid, {})
         entry["decoded_fps"] = round(counted.get("decoded", 0) / opts.duration_s, 2)
+        entry["camera_cpu_percent"] = round(100 * counted.get("cpu_s", 0) / opts.duration_s, 2)
         if cid in connected and cid in measured.first_recv:
             entry["first_result_s"] = round(measured.first_recv[cid] - connected[cid], 3)
         report_cameras[cid] = entry
