@@ -38,6 +38,7 @@ class Rig:
             )
             self.stats[cid] = CameraStats()
             self.slots[cid] = self.board.add(cid, lambda: None)
+            self.slots[cid].set_live(True)  # streaming, as a connected camera's slot is
             self.worker.add_camera(CameraRoute(camera, self.stats[cid], class_ids=None))
         self.seq = 0
 
