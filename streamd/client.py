@@ -74,11 +74,17 @@ class FrameMessage:
     raw: dict[str, Any]  # the decoded JSON, including fields added after this client
 
 
+def _decoded(data: bytes | dict[str, Any], schema: str) -> dict[str, Any]:
+    """The message as a dict, checked to be of ``schema`` (ValueError otherwise)."""
+    raw: dict[str, Any] = orjson.loads(data) if isinstance(data, bytes | bytearray | memoryview) else data
+    if not str(raw.get("schema", "")).startswith(schema):
+        raise ValueError(f"not a {schema} message: schema={raw.get('schema')!r}")
+    return raw
+
+
 def parse_frame(data: bytes | dict[str, Any]) -> FrameMessage:
     """A FrameMessage from JSON bytes or an already decoded dict."""
-    raw: dict[str, Any] = orjson.loads(data) if isinstance(data, bytes | bytearray | memoryview) else data
-    if not str(raw.get("schema", "")).startswith("streamd.frame/1"):
-        raise ValueError(f"not a streamd.frame/1 message: schema={raw.get('schema')!r}")
+    raw = _decoded(data, "streamd.frame/1")
     lat = raw["latency_ms"]
     return FrameMessage(
         schema=raw["schema"],
@@ -129,9 +135,7 @@ class EventMessage:
 
 def parse_event(data: bytes | dict[str, Any]) -> EventMessage:
     """An EventMessage from JSON bytes or an already decoded dict."""
-    raw: dict[str, Any] = orjson.loads(data) if isinstance(data, bytes | bytearray | memoryview) else data
-    if not str(raw.get("schema", "")).startswith("streamd.event/1"):
-        raise ValueError(f"not a streamd.event/1 message: schema={raw.get('schema')!r}")
+    raw = _decoded(data, "streamd.event/1")
     counts = raw.get("counts")
     return EventMessage(
         schema=raw["schema"],

@@ -58,7 +58,6 @@ class Slot(Generic[T]):
                 self._on_drop()
             self.entry.item = item
             self.entry.t_put = time.monotonic()
-            self.live = True  # a camera that delivers is streaming, whatever it said before
             cond.notify_all()
 
 

@@ -129,7 +129,6 @@ class Stream:
         self._frames = 0  # packets of pictures read, across loops of a file
         # Keyframe-only decoding: decided at each keyframe, for the pictures up to the next.
         self.keyframes_only = camera.source.decode == "keyframes"
-        self.not_decoded = 0  # pictures left undecoded in keyframe mode
         self._keyframe_rate = KeyframeRate()
         self._keyframe_at: float | None = None
         self._keyframe_admitted = True
@@ -225,10 +224,7 @@ class Stream:
                 )
                 self._keyframe_admitted = not self.keyframes_only or admit(t_scene)
             return self._keyframe_admitted
-        if self.keyframes_only:
-            self.not_decoded += 1
-            return False
-        return True
+        return not self.keyframes_only
 
 
 def _describe(exc: Exception) -> str:
