@@ -88,12 +88,13 @@ def total_report(
     """
     everything = sorted((m for msgs in per_camera.values() for m in msgs), key=lambda m: m.t_recv)
     processed_fps = len(everything) / duration_s
+    target = sum(t for _, t in targets.values())
     # Fair share: each camera's processed rate over what it would get if every camera got the
     # same fraction of its target.
-    fraction = processed_fps / max(sum(t for _, t in targets.values()), 1e-9)
-    shares = [len(per_camera.get(c, [])) / duration_s / (t * fraction) for c, (_, t) in targets.items()]
+    fraction = processed_fps / max(target, 1e-9)
+    shares = [len(per_camera.get(c, [])) / duration_s / (t * fraction) for c, (_, t) in targets.items()
+              if t and fraction]  # fmt: skip
     offered = sum(msgs[-1].seq - msgs[0].seq + 1 for msgs in per_camera.values() if msgs)
-    target = sum(t for _, t in targets.values())
     return {
         "cameras": len(per_camera),
         "offered_fps": round(sum(r for r, _ in targets.values()), 2),

@@ -61,6 +61,9 @@ def test_bench_statistics_count_drops_from_seq_gaps():
     fair = total_report({"a": msgs[:20], "b": msgs}, {"a": (25.0, 2.0), "b": (10.0, 5.0)}, 10, None)
     assert fair["target_ratio"] == 1.0
     assert fair["min_fair_share"] == 1.0
+    # A run where nothing was processed reports no share rather than failing.
+    nothing = total_report({"a": [], "b": []}, targets, 10, 15)
+    assert nothing["min_fair_share"] is None and nothing["target_ratio"] == 0.0
 
 
 def test_growth_compares_the_last_10_s_with_the_first():
