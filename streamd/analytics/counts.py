@@ -167,6 +167,7 @@ class CountsStore:
         self.writes += 1
 
     def _run(self) -> None:
+        self.component.beat(self._interval)  # the promise comes before the wait, not after it
         while not self._stop.wait(self._interval):
             self.flush()
             self.component.beat(self._interval)

@@ -103,8 +103,8 @@ class SnapshotStore(Service):
         while not self._stop.is_set():
             with self._cond:
                 while not self._jobs and not self._stop.is_set():
+                    self.component.beat(0.5)  # promised before the wait, not after it
                     self._cond.wait(0.5)
-                    self.component.beat(0.5)
                 if not self._jobs:
                     continue
                 job = self._jobs.popleft()
