@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from streamd.client import FrameMessage, Subscriber
 
@@ -260,3 +261,13 @@ class NotifySocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def metric(daemon: Daemon, name: str, **labels: str) -> float:
+    """One sample of the daemon's /metrics, by name and (some of) its labels."""
+    _, body = daemon.get("/metrics")
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return float(sample.value)
+    raise AssertionError(f"no {name} {labels}")

@@ -6,9 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from streamd.bench.stats import Received, camera_report, growth, total_report
 
 
+@pytest.mark.alone
 def test_bench_runs_the_real_pipeline_and_reports_sane_numbers(tmp_path):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     done = subprocess.run(

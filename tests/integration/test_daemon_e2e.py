@@ -60,6 +60,7 @@ def run_until(
     return messages, code
 
 
+@pytest.mark.alone
 def test_people_are_detected_and_keep_their_track_id(tmp_path, rtsp_camera):
     cameras = {"entrance": {"url": rtsp_camera.url, "classes": ["person", "car"]}}
     messages, code = run_until(tmp_path, cameras, count=60, seconds=30)
@@ -140,6 +141,7 @@ def test_the_first_picture_a_camera_sends_is_published_on_connect_and_on_every_r
         assert min(gaps) > 0.1, gaps
 
 
+@pytest.mark.alone
 def test_a_camera_capped_at_its_keyframe_rate_decodes_only_keyframes(tmp_path, rtsp_servers):
     # The shared video has a keyframe every second; both cameras are capped at 1 fps.
     server = RtspServer(cameras=2).start()
@@ -249,6 +251,7 @@ def test_unreachable_cameras_at_start_do_not_delay_the_others(tmp_path, rtsp_ser
     assert code == 0
 
 
+@pytest.mark.alone
 def test_a_detector_slower_than_the_camera_drops_frames_instead_of_falling_behind(tmp_path, rtsp_servers):
     fast = RtspServer(fps=100).start()  # far above what a 2-core CPU can infer
     rtsp_servers.append(fast)

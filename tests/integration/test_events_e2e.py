@@ -258,6 +258,7 @@ def run_cameras(tmp_path: Path, clip: Path, cameras: int, realtime: bool, second
     return messages
 
 
+@pytest.mark.alone
 def test_eight_overloaded_cameras_count_like_one_and_keep_their_identities(tmp_path, clip40):
     alone_tracks, alone_counts = tracks_and_counts(run_cameras(tmp_path / "alone", clip40, 1, False, 90))
     many_tracks, many_counts = tracks_and_counts(run_cameras(tmp_path / "many", clip40, 8, True, 90))

@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 
 import av
+import pytest
 
 from streamd.client import Subscriber
 from tests.helpers import VIDEO, Daemon, collect, free_port, wait_for, write_config
@@ -57,6 +58,7 @@ def test_replay_processes_every_frame_in_order_and_stops_at_the_end(tmp_path):
     assert code == 0
 
 
+@pytest.mark.alone
 def test_paced_file_runs_at_its_native_rate_and_loops(tmp_path):
     clip = short_clip(tmp_path / "clip.mp4", 20)  # 2 s at 10 fps
     port = free_port()

@@ -14,9 +14,8 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import VIDEO, Daemon, free_port, wait_for, write_config
+from tests.helpers import VIDEO, Daemon, free_port, metric, wait_for, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -32,15 +31,6 @@ def start(tmp_path: Path, **http: Any) -> Daemon:
     daemon = Daemon(write_config(tmp_path, cameras, free_port(), http=http))
     assert wait_for(lambda: daemon.get("/healthz")[0] == 200, 30), daemon.log_path.read_text()[-2000:]
     return daemon
-
-
-def metric(daemon: Daemon, name: str) -> float:
-    _, body = daemon.get("/metrics")
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            if sample.name == name:
-                return float(sample.value)
-    raise AssertionError(f"no {name}")
 
 
 def stream_parts(daemon: Daemon, camera: str, seconds: float) -> list[bytes]:
