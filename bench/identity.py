@@ -112,7 +112,17 @@ def detections(cache: Path) -> list[sv.Detections]:
     return out
 
 
-def track(frames: list[sv.Detections], keep: list[int], camera: dict[str, Any]) -> Tracks:
+def pictures() -> list[Any]:
+    """Every decoded picture of the video, kept in memory (the tracker reads colours from them)."""
+    import av  # noqa: PLC0415
+
+    with av.open(str(VIDEO)) as container:
+        return list(container.decode(video=0))
+
+
+def track(
+    frames: list[sv.Detections], keep: list[int], camera: dict[str, Any], seen: list[Any] | None = None
+) -> Tracks:
     """Run the daemon's tracker on the kept frames, at their capture times; published tracks by seq."""
     from streamd.config import CameraConfig  # noqa: PLC0415
     from streamd.track import CameraTracker  # noqa: PLC0415
@@ -123,7 +133,7 @@ def track(frames: list[sv.Detections], keep: list[int], camera: dict[str, Any]) 
     tracker = CameraTracker(config, np.array([0]), FPS)
     out: Tracks = {}
     for seq in keep:
-        published = tracker.update(frames[seq], seq / FPS)
+        published = tracker.update(frames[seq], seq / FPS, None if seen is None else seen[seq])
         out[seq] = (np.asarray(published.tracker_id, int), np.asarray(published.xyxy, np.float64))
     return out
 
@@ -131,12 +141,13 @@ def track(frames: list[sv.Detections], keep: list[int], camera: dict[str, Any]) 
 def offline(args: argparse.Namespace) -> dict[str, Any]:
     frames = detections(Path(tempfile.gettempdir()) / "streamd-identity-detections.npz")
     camera = json.loads(args.camera) if args.camera else {}
-    alone = track(frames, list(range(len(frames))), camera)
+    seen = pictures()
+    alone = track(frames, list(range(len(frames))), camera, seen)
     scores = []
     for seed in range(args.seeds):
         rng = random.Random(seed)
         keep = [i for i in range(len(frames)) if rng.random() < args.keep]
-        scores.append(idf1(alone, track(frames, keep, camera)))
+        scores.append(idf1(alone, track(frames, keep, camera, seen)))
     values = [s["IDF1"] for s in scores]
     return {
         "mode": "offline",

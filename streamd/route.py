@@ -47,7 +47,7 @@ class CameraRoute:
     def finish(self, frame: Frame, detections: sv.Detections, wait_s: float, infer_s: float) -> FrameResult:
         """Track one frame's detections, run its analytics, and build its result (timings up to now)."""
         t_track = time.monotonic()
-        tracked = self.tracker_for().update(detections, frame.t_scene)
+        tracked = self.tracker_for().update(detections, frame.t_scene, frame.video)
         events, states = self.analytics.update(frame, tracked) if self.analytics is not None else ((), ())
         t_done = time.monotonic()
         result = FrameResult(

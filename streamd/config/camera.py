@@ -123,6 +123,9 @@ class TrackerConfig(Strict):
     high_confidence: Probability = Field(0.5, description="scores at or above match first; the rest second")
     min_iou: Probability = Field(0.1, description="lowest IoU that associates a detection with a track")
     confirm_frames: int = Field(2, ge=1, description="consecutive detections before a track gets its id")
+    appearance: bool = Field(
+        True, description="weigh how alike boxes look (their colours) when matching them to tracks"
+    )
 
 
 class SmoothingConfig(Strict):

@@ -285,9 +285,10 @@ def test_eight_overloaded_cameras_count_like_one_and_keep_their_identities(tmp_p
         "IDF1"
     ]
     print(f"IDF1 of camera 0 against the video alone: {idf1:.3f} on {len(common)} frames")
-    # bench/identity.py measures the whole video: 0.868 (0.735 before overlapping tracks kept their
-    # velocity). The issue asks 0.9; this floor catches a return of the old behaviour.
-    assert idf1 >= 0.8
+    # bench/identity.py measures the whole video: 0.926 (0.868 without colours, 0.735 before overlapping
+    # tracks kept their velocity); this clip 0.927 (0.902). The floor leaves room for the drops of a
+    # loaded machine; tests/unit/test_appearance.py checks that colours decide a swap.
+    assert idf1 >= 0.88
 
 
 def test_a_reload_moves_a_line_without_reconnecting_the_camera(tmp_path):
