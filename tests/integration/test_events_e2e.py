@@ -62,7 +62,8 @@ def events_until_done(sub: Subscriber, daemon: Daemon, camera: str, seconds: flo
 
 
 def check_consistency(events: list[dict[str, Any]], start: dict[str, int] | None = None) -> dict[str, int]:
-    """Each crossing adds exactly one to its direction; zone visits alternate; occupancy never negative."""
+    """Each crossing adds exactly one to its direction; zone visits alternate (a continuing id carries
+    on the lost one's); occupancy never negative."""
     schema = load_event_schema()
     totals = dict(start or {"in": 0, "out": 0})
     inside: dict[int, bool] = defaultdict(bool)
@@ -73,6 +74,8 @@ def check_consistency(events: list[dict[str, Any]], start: dict[str, int] | None
         track = event["track_id"]
         if event["type"] == "track.start":
             started.add(track)
+            if event.get("continues") is not None:  # the new id takes over the lost one's zone state
+                inside[track] = inside.pop(event["continues"], False)
         elif event["type"] == "line.cross":
             totals[event["direction"]] += 1
             assert event["counts"] == totals, (event, totals)
