@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from identity import FPS, LINES, ZONES, detections
+from identity import FPS, LINES, ZONES, detections, pictures
 
 from streamd.analytics.geometry import anchor_points, inside_polygon
 from streamd.analytics.lines import LineCrossings
@@ -42,9 +42,10 @@ def published() -> dict[int, list[tuple[float, np.ndarray]]]:
     frames = detections(Path(tempfile.gettempdir()) / "streamd-identity-detections.npz")
     config = CameraConfig.model_validate({"id": "bench", "url": "rtsp://127.0.0.1/x", "classes": [0]})
     tracker = CameraTracker(config, np.array([0]), FPS)
+    seen = pictures()  # the tracker reads colours from them, as in the daemon
     tracks: dict[int, list[tuple[float, np.ndarray]]] = {}
     for seq, dets in enumerate(frames):
-        out = tracker.update(dets, seq / FPS)
+        out = tracker.update(dets, seq / FPS, seen[seq])
         for tid, box in zip(np.asarray(out.tracker_id), np.asarray(out.xyxy), strict=True):
             tracks.setdefault(int(tid), []).append((seq / FPS, box))
     return tracks
