@@ -1,6 +1,6 @@
 """Where a processed frame's CPU goes: each stage of the pipeline, in one thread, on the real video.
 
-    python bench/cpu_split.py [--frames 400] [--video ../shared/data/...mp4] [--line]
+    python bench/cpu_split.py [--frames 400] [--video ../shared/data/...mp4] [--line] [--no-colours]
 
 Runs what the daemon runs for one camera, stage by stage, and measures each with the
 thread's CPU clock: demux + decode (PyAV), letterbox + colour (from YUV), the input
@@ -40,10 +40,12 @@ from streamd.types import Frame  # noqa: E402
 from tests.helpers import MODEL, VIDEO, free_port  # noqa: E402
 
 
-def pipeline(line: bool) -> tuple[Detector, CameraRoute]:
+def pipeline(line: bool, colours: bool = True) -> tuple[Detector, CameraRoute]:
     """The detector and a camera's route, as the daemon builds them."""
     detector = Detector.from_config("bench", ModelConfig(path=MODEL, family="yolox", threads=1))
     camera: dict[str, object] = {"id": "cam", "url": "rtsp://127.0.0.1/x", "classes": ["person", "car"]}
+    if not colours:
+        camera["tracker"] = {"appearance": False}
     if line:
         camera["lines"] = {"middle": {"points": [[0.45, 0.25], [0.45, 0.75]]}}
     config = CameraConfig.model_validate(camera)
@@ -72,9 +74,9 @@ def pictures(video: Path, count: int) -> Iterator[tuple[av.VideoFrame, float]]:
             yield picture, time.thread_time() - t
 
 
-def measure(video: Path, count: int, line: bool) -> dict[str, list[float]]:
+def measure(video: Path, count: int, line: bool, colours: bool = True) -> dict[str, list[float]]:
     """CPU seconds of each stage for each picture."""
-    detector, route = pipeline(line)
+    detector, route = pipeline(line, colours)
     socket = zmq.Context.instance().socket(zmq.PUB)
     socket.bind(f"tcp://127.0.0.1:{free_port()}")
     cpu: dict[str, list[float]] = defaultdict(list)
@@ -116,12 +118,16 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=400)
     parser.add_argument("--video", type=Path, default=VIDEO)
     parser.add_argument("--line", action="store_true", help="count on a line across the picture")
+    parser.add_argument(
+        "--no-colours", action="store_true", help="track by IoU alone (tracker.appearance: false)"
+    )
     args = parser.parse_args()
-    cpu = measure(args.video, args.frames, args.line)
+    cpu = measure(args.video, args.frames, args.line, not args.no_colours)
     medians = {stage: statistics.median(values) * 1000 for stage, values in cpu.items()}
     means = {stage: statistics.fmean(values) * 1000 for stage, values in cpu.items()}
     total = sum(means.values())
-    print(f"# {args.frames} frames of {args.video.name}, one thread; CPU ms per frame")
+    how = "IoU alone" if args.no_colours else "colours"
+    print(f"# {args.frames} frames of {args.video.name}, one thread, tracking by {how}; CPU ms per frame")
     print(f"{'stage':<28}{'median':>8}{'mean':>8}{'share':>8}")
     for stage in cpu:
         print(f"{stage:<28}{medians[stage]:>8.2f}{means[stage]:>8.2f}{means[stage] / total:>8.1%}")
