@@ -176,7 +176,7 @@ class _Matching:
             initial_bbox=self.boxes[row], state_estimator_class=self.tracker.state_estimator_class
         )
         self.tracker.tracks.append(tracklet)
-        if self.looks is not None:
+        if self.looks is not None and self.looks[row].any():
             self.signatures[id(tracklet)] = self.looks[row]
 
     def _weigh(self, similarity: np.ndarray, tracks: list[ByteTrackTracklet], rows: np.ndarray) -> None:
@@ -192,15 +192,19 @@ class _Matching:
         iou = similarity[have]
         candidates = np.where(iou > 0, alike, 0.0)
         best = np.maximum(candidates.max(axis=1, keepdims=True), candidates.max(axis=0, keepdims=True))
-        similarity[have] = iou * (1.0 - np.clip(best - alike, 0.0, None) / LOOKS_VETO)
+        penalty = np.clip(best - alike, 0.0, None) / LOOKS_VETO
+        penalty[:, ~self.looks[rows].any(axis=1)] = 0.0  # a box too small for a signature: by IoU alone
+        similarity[have] = iou * (1.0 - penalty)
 
     def _remember(self, track: ByteTrackTracklet, row: int) -> None:
         if self.looks is None or self.apart is None:
             return
         new, old = self.looks[row], self.signatures.get(id(track))
+        if not new.any():  # too small for a signature
+            return
         if old is None:
             self.signatures[id(track)] = new
-        elif self.apart[row] and new.any():  # a box overlapping another mixes two people's colours
+        elif self.apart[row]:  # a box overlapping another mixes two people's colours
             self.signatures[id(track)] = np.sqrt(SIGNATURE_KEEP * old**2 + (1.0 - SIGNATURE_KEEP) * new**2)
 
 
