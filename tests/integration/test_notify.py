@@ -44,6 +44,7 @@ def test_notifier_speaks_the_protocol_on_path_and_abstract_sockets(tmp_path, mon
     assert watchdog_interval() is None
 
 
+@pytest.mark.alone  # keep-alive gaps and a 1 s stall timeout are timings
 def test_watchdog_keepalives_stop_while_the_worker_is_wedged(tmp_path, monkeypatch):
     model = {"path": str(MODEL), "family": "yolox", "workers": 1}
     path = write_config(tmp_path, {"door": {"url": str(VIDEO)}}, free_port(), model=model)
