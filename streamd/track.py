@@ -93,11 +93,12 @@ class _ByteTrack(ByteTrackTracker):
         match = _Matching(self, np.asarray(detections.xyxy), looks)
         left = match.associate(self.tracks, high)  # high-confidence detections first, to every track
         match.associate(left, low)  # then low-confidence ones, to the tracks left
+        unmatched_high = match.unmatched(high)
         rows, ids = match.rows, match.ids
-        for row in (*match.unmatched(low), *match.unmatched(high)):
+        for row in (*match.unmatched(low), *unmatched_high):  # returned without an id
             rows.append(row)
             ids.append(-1)
-        for row in match.unmatched(high):
+        for row in unmatched_high:
             if confidences[row] >= self.track_activation_threshold:
                 match.spawn(row)
 
