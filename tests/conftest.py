@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +12,16 @@ import pytest
 
 from tests.helpers import MODEL, VIDEO, RtspServer, clip
 
+_LOCKS = "STREAMD_TEST_LOCKS"  # the folder of the run's locks; pytest -n's workers inherit it
+
 
 def pytest_configure(config: pytest.Config) -> None:
     missing = [str(p) for p in (MODEL, VIDEO) if not p.is_file()]
     if missing:
         raise pytest.UsageError(f"tests need ../shared beside the repository; missing: {', '.join(missing)}")
+    if _LOCKS not in os.environ:  # the main process, which starts the workers after this
+        os.environ[_LOCKS] = tempfile.mkdtemp(prefix="streamd-test-locks-")
+        config.add_cleanup(lambda: shutil.rmtree(os.environ.pop(_LOCKS), ignore_errors=True))
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outside pytest-timeout: waiting is not the test's time
@@ -36,10 +42,7 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
 
 
 def _open(name: str) -> int:
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))  # one per run, shared by its workers
-    return os.open(
-        Path(tempfile.gettempdir()) / f"streamd-tests-{run}.{name}.lock", os.O_CREAT | os.O_RDWR, 0o600
-    )
+    return os.open(Path(os.environ[_LOCKS]) / f"{name}.lock", os.O_CREAT | os.O_RDWR, 0o600)
 
 
 @contextlib.contextmanager
