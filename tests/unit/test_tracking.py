@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import supervision as sv
+from trackers.core.bytetrack.tracklet import ByteTrackTracklet
+from trackers.utils.predict_timing import PredictTiming
+from trackers.utils.state_representations import XCYCWHStateEstimator
 
 from streamd.config import CameraConfig
-from streamd.track import CameraTracker
+from streamd.track import CameraTracker, _correct, _predict
 
 
 def camera(**overrides) -> CameraConfig:
@@ -90,3 +93,26 @@ def test_low_confidence_frames_keep_the_track_but_are_not_published():
     assert len(tracker.update(person(110, confidence=0.3), 1.0)) == 0  # matched in ByteTrack's second stage
     back = tracker.update(person(111), 1.1)
     assert int(back.tracker_id[0]) == track_id
+
+
+def test_batched_kalman_steps_are_trackers_steps_track_by_track():
+    """_predict and _correct do for all tracks at once what trackers' tracklets do one by one."""
+    rng = np.random.default_rng(3)
+    boxes = rng.uniform(0, 300, (5, 2))
+    boxes = np.hstack((boxes, boxes + rng.uniform(20, 80, (5, 2))))
+    ours = [ByteTrackTracklet(b, XCYCWHStateEstimator) for b in boxes]
+    theirs = [ByteTrackTracklet(b, XCYCWHStateEstimator) for b in boxes]
+    timing = PredictTiming(frame_step=2.5, elapsed_seconds=0.25)  # a gap: Q scaled
+    for _ in range(3):
+        _predict(ours, timing)
+        for t in theirs:
+            t.state_estimator.kf.state[6:8] = 0.0  # sizes are not extrapolated
+            t.predict(timing)
+        measured = boxes + rng.normal(0, 3, boxes.shape)
+        _correct(ours, measured)
+        for t, b in zip(theirs, measured, strict=True):
+            t.state_estimator.update(b)
+    for a, b in zip(ours, theirs, strict=True):
+        assert np.allclose(a.state_estimator.kf.state, b.state_estimator.kf.state)
+        assert np.allclose(a.state_estimator.kf.state_covariance, b.state_estimator.kf.state_covariance)
+        assert (a.time_since_update, a.age) == (b.time_since_update, b.age)
