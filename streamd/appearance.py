@@ -2,7 +2,7 @@
 
 A signature is two small joint histograms of (Y, U, V), one of the upper middle of a box
 (a person's torso) and one of its lower middle (the legs), sampled on a ``_GRID`` x
-``_GRID`` grid for all boxes at once: about 45 µs a box, and no colour conversion of the
+``_GRID`` grid for all boxes at once: about 35 µs a box, and no colour conversion of the
 picture.
 Rows are the square roots of the normalized histograms, so the Bhattacharyya coefficient
 of two signatures is their dot product divided by the number of regions.
@@ -10,8 +10,12 @@ of two signatures is their dot product divided by the number of regions.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import av
 import numpy as np
+
+from streamd.picture import plane_bytes
 
 __all__ = ["REGIONS", "signatures", "similarity"]
 
@@ -21,6 +25,13 @@ _Y_BINS, _C_BINS = 4, 6
 _BINS = _Y_BINS * _C_BINS * _C_BINS
 _GRID = 16
 _MIN_SIDE = 4  # pixels: a region smaller than this has no signature (a row of zeros)
+_PARTS = np.asarray(REGIONS)
+_STEPS = np.linspace(0.0, 1.0, _GRID)
+# A sample's bin, (y * C + u) * C + v, as the sum of three lookups by its Y, U and V.
+_LEVELS = np.arange(256)
+_Y_LUT = (_LEVELS * _Y_BINS >> 8) * _C_BINS * _C_BINS
+_U_LUT = (_LEVELS * _C_BINS >> 8) * _C_BINS
+_V_LUT = _LEVELS * _C_BINS >> 8
 
 
 def signatures(picture: av.VideoFrame, xyxy: np.ndarray) -> np.ndarray | None:
@@ -28,25 +39,24 @@ def signatures(picture: av.VideoFrame, xyxy: np.ndarray) -> np.ndarray | None:
     planes = _planes(picture)
     if planes is None:
         return None
-    luma, cb, cr = planes
-    height, width = luma.shape
-    boxes = np.asarray(xyxy, np.float64).reshape(-1, 1, 4)
-    parts = np.asarray(REGIONS)[None]  # (1, regions, 4)
-    size = np.concatenate((boxes[..., 2:] - boxes[..., :2],) * 2, axis=-1)
-    corners = np.concatenate((boxes[..., :2],) * 2, axis=-1) + parts * size  # (boxes, regions, 4)
-    x0, y0 = np.clip(corners[..., 0], 0, width - 1), np.clip(corners[..., 1], 0, height - 1)
-    x1, y1 = np.clip(corners[..., 2], 0, width - 1), np.clip(corners[..., 3], 0, height - 1)
-    steps = np.linspace(0.0, 1.0, _GRID)
-    xs = (x0[..., None] + (x1 - x0)[..., None] * steps).astype(np.intp)[..., None, :]  # (b, r, 1, grid)
-    ys = (y0[..., None] + (y1 - y0)[..., None] * steps).astype(np.intp)[..., :, None]  # (b, r, grid, 1)
-    yy = luma[ys, xs].astype(np.intp) * _Y_BINS >> 8
-    uu = cb[ys >> 1, xs >> 1].astype(np.intp) * _C_BINS >> 8
-    vv = cr[ys >> 1, xs >> 1].astype(np.intp) * _C_BINS >> 8
-    cells = len(boxes) * len(REGIONS)
-    index = ((yy * _C_BINS + uu) * _C_BINS + vv).reshape(cells, -1)
-    index += np.arange(cells)[:, None] * _BINS
+    boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    x, y = boxes[:, :1], boxes[:, 1:2]
+    w, h = boxes[:, 2:3] - x, boxes[:, 3:] - y
+    x0 = np.clip(x + _PARTS[:, 0] * w, 0, picture.width - 1)  # (boxes, regions)
+    x1 = np.clip(x + _PARTS[:, 2] * w, 0, picture.width - 1)
+    y0 = np.clip(y + _PARTS[:, 1] * h, 0, picture.height - 1)
+    y1 = np.clip(y + _PARTS[:, 3] * h, 0, picture.height - 1)
+    xs = (x0[..., None] + (x1 - x0)[..., None] * _STEPS).astype(np.intp)[..., None, :]  # (b, r, 1, grid)
+    ys = (y0[..., None] + (y1 - y0)[..., None] * _STEPS).astype(np.intp)[..., :, None]  # (b, r, grid, 1)
+    at_chroma = (ys >> 1) * planes.chroma_line + (xs >> 1) * planes.chroma_step
+    index = _Y_LUT.take(planes.luma.take(ys * planes.luma_line + xs))
+    index += _U_LUT.take(planes.cb.take(at_chroma))
+    index += _V_LUT.take(planes.cr.take(at_chroma))
+    cells = x0.size
+    index = index.reshape(cells, -1)
+    index += np.arange(0, cells * _BINS, _BINS, dtype=index.dtype)[:, None]
     hist = np.bincount(index.ravel(), minlength=cells * _BINS).reshape(cells, _BINS)
-    rows = np.sqrt(hist / float(_GRID * _GRID)).astype(np.float32)
+    rows: np.ndarray = np.sqrt(hist.astype(np.float32) * np.float32(1.0 / (_GRID * _GRID)))
     small = ((x1 - x0) < _MIN_SIDE) | ((y1 - y0) < _MIN_SIDE)
     rows[small.ravel()] = 0.0
     return rows.reshape(len(boxes), len(REGIONS) * _BINS)
@@ -57,18 +67,23 @@ def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(a @ b.T / len(REGIONS))
 
 
-def _planes(picture: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+class _Planes(NamedTuple):
+    """A picture's samples as flat arrays: Y, and U and V with their steps within a row."""
+
+    luma: np.ndarray
+    luma_line: int
+    cb: np.ndarray
+    cr: np.ndarray
+    chroma_line: int
+    chroma_step: int  # 1 planar, 2 interleaved (NV12)
+
+
+def _planes(picture: av.VideoFrame) -> _Planes | None:
     name = picture.format.name
     if name in ("yuv420p", "yuvj420p"):
-        return _plane(picture, 0), _plane(picture, 1), _plane(picture, 2)
+        (luma, line), (cb, chroma_line), (cr, _) = (plane_bytes(picture, i) for i in range(3))
+        return _Planes(luma, line, cb, cr, chroma_line, 1)
     if name == "nv12":  # chroma interleaved: U V U V ...
-        chroma = _plane(picture, 1)
-        return _plane(picture, 0), chroma[:, 0::2], chroma[:, 1::2]
+        (luma, line), (chroma, chroma_line) = plane_bytes(picture, 0), plane_bytes(picture, 1)
+        return _Planes(luma, line, chroma, chroma[1:], chroma_line, 2)
     return None
-
-
-def _plane(picture: av.VideoFrame, index: int) -> np.ndarray:
-    """A plane's rows as the decoder wrote them (padding to ``line_size`` included), not copied."""
-    plane = picture.planes[index]
-    rows: np.ndarray = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
-    return rows
