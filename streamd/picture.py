@@ -6,7 +6,7 @@ import av
 import cv2
 import numpy as np
 
-__all__ = ["i420", "to_bgr"]
+__all__ = ["i420", "plane_bytes", "to_bgr", "yuv420_planes"]
 
 _I420_FORMATS = ("yuv420p", "yuvj420p")
 
@@ -17,6 +17,31 @@ def i420(picture: av.VideoFrame) -> np.ndarray | None:
         return None
     planes: np.ndarray = picture.to_ndarray(format=picture.format.name)
     return planes
+
+
+def yuv420_planes(picture: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The Y, U and V planes of a 4:2:0 picture of even size as views of its buffers, or None.
+
+    Not copied (``i420`` copies the camera's whole picture into one array): rows keep
+    the decoder's stride, which OpenCV reads as it is.
+    """
+    if picture.format.name not in _I420_FORMATS or picture.width % 2 or picture.height % 2:
+        return None
+    sizes = ((picture.height, picture.width), *((picture.height // 2, picture.width // 2),) * 2)
+    y, u, v = (_rows(picture, i)[:h, :w] for i, (h, w) in enumerate(sizes))
+    return y, u, v
+
+
+def plane_bytes(picture: av.VideoFrame, index: int) -> tuple[np.ndarray, int]:
+    """Plane ``index``'s bytes as the decoder wrote them (rows padded to the line size), not
+    copied, and its line size."""
+    plane = picture.planes[index]
+    return np.frombuffer(memoryview(plane), np.uint8), plane.line_size
+
+
+def _rows(picture: av.VideoFrame, index: int) -> np.ndarray:
+    flat, line = plane_bytes(picture, index)
+    return flat.reshape(-1, line)
 
 
 def to_bgr(picture: av.VideoFrame) -> np.ndarray:

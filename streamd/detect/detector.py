@@ -15,11 +15,11 @@ import supervision as sv
 from streamd.config import ModelConfig
 from streamd.detect.coco import COCO_CLASSES
 from streamd.detect.families import FAMILIES, Family
-from streamd.detect.letterbox import Letterbox, letterbox, letterbox_i420, unletterbox
+from streamd.detect.letterbox import Letterbox, letterbox, letterbox_yuv420, unletterbox
 from streamd.detect.nms import batched_nms
 from streamd.detect.session import create_session
 from streamd.errors import ModelError
-from streamd.picture import i420, to_bgr
+from streamd.picture import to_bgr, yuv420_planes
 
 __all__ = ["Detector", "Image", "Placed", "Prepared", "class_names_from_metadata"]
 
@@ -179,9 +179,9 @@ class Detector:
         canvas = self._canvases[index]
         if isinstance(image, av.VideoFrame):
             source_hw = (image.height, image.width)
-            planes = i420(image)
+            planes = yuv420_planes(image)
             if planes is not None:
-                placed, box = letterbox_i420(planes, self.input_hw, self.family.center, out=canvas)
+                placed, box = letterbox_yuv420(planes, self.input_hw, self.family.center, out=canvas)
                 return Placed(placed, box, source_hw)
             image = to_bgr(image)
         placed, box = letterbox(image, self.input_hw, self.family.center, out=canvas)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["Letterbox", "letterbox", "letterbox_i420", "unletterbox"]
+__all__ = ["Letterbox", "letterbox", "letterbox_i420", "letterbox_yuv420", "unletterbox"]
 
 PAD_VALUE = 114
 
@@ -58,17 +58,32 @@ def _placement(
 def letterbox_i420(
     i420: np.ndarray, size_hw: tuple[int, int], center: bool, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, Letterbox]:
-    """``letterbox`` of a planar 4:2:0 picture (``(h * 3/2, w)`` uint8), resized before colour conversion.
-
-    Converting the small picture instead of the camera's full one costs a fraction:
-    for 1080p into 416x416 about 12x fewer pixels go through the YUV->BGR step.
-    """
+    """``letterbox_yuv420`` of a planar 4:2:0 picture in one ``(h * 3/2, w)`` uint8 array."""
     h, w = i420.shape[0] * 2 // 3, i420.shape[1]
-    scale, new_w, new_h, pad_x, pad_y = _placement(h, w, size_hw, center, even=True)
     flat = i420.reshape(-1)
+    chroma = (h // 2) * (w // 2)
     y = flat[: h * w].reshape(h, w)
-    u = flat[h * w : h * w + (h // 2) * (w // 2)].reshape(h // 2, w // 2)
-    v = flat[h * w + (h // 2) * (w // 2) : h * w + 2 * (h // 2) * (w // 2)].reshape(h // 2, w // 2)
+    u = flat[h * w : h * w + chroma].reshape(h // 2, w // 2)
+    v = flat[h * w + chroma : h * w + 2 * chroma].reshape(h // 2, w // 2)
+    return letterbox_yuv420((y, u, v), size_hw, center, out)
+
+
+def letterbox_yuv420(
+    planes: tuple[np.ndarray, np.ndarray, np.ndarray],
+    size_hw: tuple[int, int],
+    center: bool,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, Letterbox]:
+    """``letterbox`` of a 4:2:0 picture given as its Y, U and V planes, resized before colour conversion.
+
+    The planes may be views of the decoder's buffers (rows padded): nothing is copied
+    at the camera's size. Converting the small picture instead of the camera's full one
+    costs a fraction: for 1080p into 416x416 about 12x fewer pixels go through the
+    YUV->BGR step.
+    """
+    y, u, v = planes
+    h, w = y.shape
+    scale, new_w, new_h, pad_x, pad_y = _placement(h, w, size_hw, center, even=True)
     small = np.empty(new_h * new_w * 3 // 2, np.uint8)
     y_size, c_size = new_h * new_w, (new_h // 2) * (new_w // 2)
     cv2.resize(y, (new_w, new_h), dst=small[:y_size].reshape(new_h, new_w), interpolation=cv2.INTER_LINEAR)

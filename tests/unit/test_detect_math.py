@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 
+import av
 import cv2
 import numpy as np
 import pytest
 
 from streamd.detect.families import FAMILIES, anchor_count, decode_ultralytics, decode_yolox
-from streamd.detect.letterbox import Letterbox, letterbox, letterbox_i420, unletterbox
+from streamd.detect.letterbox import Letterbox, letterbox, letterbox_i420, letterbox_yuv420, unletterbox
 from streamd.detect.nms import batched_nms, nms
 from streamd.errors import ModelError
+from streamd.picture import i420, yuv420_planes
 
 
 def test_letterbox_top_left_scales_and_pads_with_114():
@@ -142,3 +144,31 @@ def test_batched_nms_keeps_what_plain_greedy_nms_keeps_on_random_boxes():
         keep = batched_nms(boxes, scores, classes, 0.45)
         assert set(keep.tolist()) == _reference_nms(boxes, scores, classes, 0.45)
         assert np.all(np.diff(scores[keep]) <= 0)  # highest score first
+
+
+def test_letterbox_of_padded_plane_views_equals_the_packed_picture():
+    """The detector reads the decoder's planes in place: rows padded to the line size must not matter."""
+    rng = np.random.default_rng(1)
+    planes = rng.integers(0, 255, (144, 128), dtype=np.uint8)  # i420 of a 96x128 picture
+    packed, box_a = letterbox_i420(planes, (64, 64), center=False)
+    y = np.zeros((96, 160), np.uint8)  # line size 160, as a decoder aligns rows
+    u, v = np.zeros((48, 96), np.uint8), np.zeros((48, 96), np.uint8)
+    y[:, :128] = planes[:96]
+    u[:, :64] = planes[96:120].reshape(48, 64)
+    v[:, :64] = planes[120:].reshape(48, 64)
+    padded, box_b = letterbox_yuv420((y[:, :128], u[:, :64], v[:, :64]), (64, 64), center=False)
+    assert box_a == box_b
+    assert np.array_equal(packed, padded)
+
+
+def test_the_decoders_planes_are_read_in_place_as_the_packed_picture():
+    rng = np.random.default_rng(2)
+    bgr = rng.integers(0, 255, (60, 100, 3), dtype=np.uint8)  # 100 px rows: padded by the decoder
+    picture = av.VideoFrame.from_ndarray(bgr, format="bgr24").reformat(format="yuv420p")
+    assert picture.planes[0].line_size != 100
+    y, u, v = yuv420_planes(picture)
+    packed = i420(picture)
+    assert np.array_equal(y, packed[:60])
+    assert np.array_equal(u.reshape(-1), packed[60:75].reshape(-1))
+    assert np.array_equal(v.reshape(-1), packed[75:].reshape(-1))
+    assert yuv420_planes(picture.reformat(format="nv12")) is None
