@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from streamd.backoff import Backoff
 from streamd.log import Throttle, get_logger
 from streamd.redact import redact
+from streamd.threadname import name_os_thread
 
 __all__ = ["Component", "ComponentState", "Service", "Supervisor"]
 
@@ -130,6 +131,7 @@ class Component:
         self.stats.state = state
 
     def _run(self) -> None:
+        name_os_thread(self.name)
         ended = False  # the body returned, or stopped during a backoff: the normal ways out
         try:
             while True:
