@@ -79,10 +79,16 @@ def format_table(report: dict[str, Any]) -> str:
         f"daemon: CPU {proc['cpu_percent']:.0f}% "
         f"({proc['cpu_ms_per_processed_frame']} ms CPU per processed frame), "
         f"RSS {proc['rss_mb']:.0f} MB, peak {proc['peak_rss_mb']:.0f} MB",
+        "daemon threads, ms CPU per processed frame: " + (_threads(proc) or "-"),
         "same machine: "
         + ", ".join(f"{k} CPU {v:.0f}%" for k, v in report.get("others_cpu_percent", {}).items()),
     ]
     return "\n".join(lines)
+
+
+def _threads(proc: dict[str, Any]) -> str:
+    kinds = proc.get("threads_cpu_ms_per_processed_frame", {})
+    return ", ".join(f"{kind} {ms}" for kind, ms in kinds.items())
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

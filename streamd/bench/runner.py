@@ -118,6 +118,11 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def _stat_cpu_s(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
 class _Proc:
     """CPU time and memory of a process, from /proc."""
 
@@ -125,8 +130,20 @@ class _Proc:
         self.pid = pid
 
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        return _stat_cpu_s(Path(f"/proc/{self.pid}/stat"))
+
+    def threads_cpu_s(self) -> dict[str, float]:
+        """CPU of the process's live threads by kind: the OS name up to its first ``/`` (``camera``,
+        ``worker``, ``sink``...; the daemon names its threads so), ``other`` for the rest."""
+        kinds: dict[str, float] = defaultdict(float)
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            try:
+                name = (task / "comm").read_text().strip()
+                cpu = _stat_cpu_s(task / "stat")
+            except OSError:  # the thread ended meanwhile
+                continue
+            kinds[name.split("/", 1)[0] if "/" in name else "other"] += cpu
+        return dict(kinds)
 
     def memory_mb(self) -> tuple[float, float]:
         """Current and peak resident memory."""
@@ -219,6 +236,7 @@ class _Measured:
     peak_rss_mb: float
     others_cpu_s: dict[str, float]
     counted: dict[str, dict[str, float]]  # each camera's counters over the window (decoded, cpu_s, ...)
+    threads_cpu_s: dict[str, float]  # the daemon's CPU over the window by kind of thread
 
 
 Counters = Callable[[], dict[str, dict[str, float]]]
@@ -264,6 +282,7 @@ def _measure(
         sub.recv_raw(timeout_s=0.1)
     counted_start = counters()
     cpu_start, t_end = proc.cpu_s(), t_start + duration_s
+    threads_start = proc.threads_cpu_s()
     others_start = {name: p.cpu_s() for name, p in others.items()}
     per_camera: dict[str, list[Received]] = defaultdict(list)
     samples: list[dict[str, float]] = []
@@ -290,10 +309,11 @@ def _measure(
     rss, hwm = proc.memory_mb()
     others_cpu = {name: p.cpu_s() - others_start[name] for name, p in others.items()}
     cpu = proc.cpu_s() - cpu_start
+    threads = {kind: spent - threads_start.get(kind, 0.0) for kind, spent in proc.threads_cpu_s().items()}
     counted_end = counters()
     counted = {cid: {k: v - counted_start.get(cid, {}).get(k, 0) for k, v in row.items()}
                for cid, row in counted_end.items()}  # fmt: skip
-    return _Measured(per_camera, {}, samples, t_start, cpu, rss, hwm, others_cpu, counted)
+    return _Measured(per_camera, {}, samples, t_start, cpu, rss, hwm, others_cpu, counted, threads)
 
 
 def _stop(daemon: subprocess.Popen[bytes], server: subprocess.Popen[str] | None) -> None:
@@ -375,6 +395,12 @@ def _report(opts: BenchOptions, ceiling: dict[str, Any], measured: _Measured, lo
         "process": {
             "cpu_percent": round(100 * measured.cpu_s / opts.duration_s, 1),
             "cpu_ms_per_processed_frame": round(1000 * measured.cpu_s / processed, 2) if processed else None,
+            "threads_cpu_ms_per_processed_frame": {
+                kind: round(1000 * cpu / processed, 2)
+                for kind, cpu in sorted(measured.threads_cpu_s.items(), key=lambda kv: -kv[1])
+            }
+            if processed
+            else {},
             "rss_mb": round(measured.rss_mb, 1),
             "peak_rss_mb": round(measured.peak_rss_mb, 1),
             "samples": measured.samples,

@@ -41,6 +41,9 @@ def test_bench_runs_the_real_pipeline_and_reports_sane_numbers(tmp_path):
     assert 0 < total["min_fair_share"] <= 1.5
     assert report["process"]["peak_rss_mb"] > 50
     assert report["process"]["cpu_percent"] > 0
+    threads = report["process"]["threads_cpu_ms_per_processed_frame"]  # the daemon names its threads
+    assert threads["worker"] > 0 and threads["camera"] > 0, threads
+    assert "daemon threads, ms CPU per processed frame: worker" in done.stdout
     assert len(report["timeline"]) == 4
     assert png.stat().st_size > 10_000
     assert "processed/model ceiling" in done.stdout
