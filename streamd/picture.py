@@ -40,8 +40,9 @@ def plane_bytes(picture: av.VideoFrame, index: int) -> tuple[np.ndarray, int]:
 
 
 def _rows(picture: av.VideoFrame, index: int) -> np.ndarray:
+    height = picture.planes[index].height
     flat, line = plane_bytes(picture, index)
-    return flat.reshape(-1, line)
+    return flat[: height * line].reshape(height, line)
 
 
 def to_bgr(picture: av.VideoFrame) -> np.ndarray:

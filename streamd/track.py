@@ -303,7 +303,10 @@ class CameraTracker:
     """Turns one camera's raw detections into its published detections."""
 
     def __init__(self, camera: CameraConfig, class_ids: np.ndarray | None, nominal_fps: float) -> None:
-        self._classes = class_ids
+        self._classes: np.ndarray | None = None  # tracked or not, by class id (np.isin cost 0.1 ms a frame)
+        if class_ids is not None:
+            self._classes = np.zeros(int(class_ids.max(initial=-1)) + 2, bool)  # the last: any other id
+            self._classes[class_ids] = True
         self._min_confidence = camera.min_confidence
         cfg = camera.tracker
         self._appearance = cfg.appearance
@@ -332,7 +335,8 @@ class CameraTracker:
     ) -> sv.Detections:
         """Published detections for a frame captured at monotonic time ``t``."""
         if self._classes is not None and len(detections):
-            wanted = np.isin(np.asarray(detections.class_id), self._classes)
+            ids = np.minimum(np.asarray(detections.class_id), len(self._classes) - 1)  # the last is False
+            wanted = self._classes[ids]
             if not wanted.all():
                 detections = select(detections, wanted)
         if self._tracker is None:
