@@ -240,6 +240,16 @@ def _rates(text: str) -> tuple[float, ...]:
     return rates
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count like 4 or counts like 2,4,6: {text!r}") from None
+    if min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"camera counts must be at least 1: {text!r}")
+    return counts
+
+
 def _size(text: str) -> tuple[int, int]:
     width, _, height = text.lower().partition("x")
     if not (width.isdigit() and height.isdigit()) or int(width) < 16 or int(height) < 16:
@@ -251,15 +261,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
     import shlex  # noqa: PLC0415
 
-    from streamd.bench.report import format_table, plot  # noqa: PLC0415
+    from streamd.bench.report import capacity_line, capacity_summary, format_table, plot  # noqa: PLC0415
     from streamd.bench.runner import BenchOptions, run_bench  # noqa: PLC0415
 
     for label, path in (("--model", args.model), ("--video", args.video)):
         if not Path(path).is_file():
             print(f"streamd bench: {label}: no such file {path}", file=sys.stderr)
             return 1
+    if len(args.cameras) > 1 and args.plot:
+        print("streamd bench: --plot takes one camera count, not several", file=sys.stderr)
+        return 1
     opts = BenchOptions(
-        cameras=args.cameras,
+        cameras=args.cameras[0],
         fps=args.fps,
         cap=args.cap,
         decode=args.decode,
@@ -279,12 +292,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
         ceiling_s=args.ceiling_seconds,
         command="streamd " + shlex.join(sys.argv[1:]),
     )
-    report = run_bench(opts, progress=lambda msg: print(f"# {msg}", file=sys.stderr, flush=True))
+    progress = lambda msg: print(f"# {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    if len(args.cameras) == 1:
+        report = run_bench(opts, progress=progress)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        if args.plot:
+            plot(report, Path(args.plot))
+        print(format_table(report))
+        return 0
+    # Cameras per device: one run per count, each printed as it ends, then the answer.
+    reports = []
+    for count in args.cameras:
+        reports.append(run_bench(dataclasses.replace(opts, cameras=count), progress=progress))
+        print(capacity_line(reports[-1], args.hold, header=len(reports) == 1), flush=True)
+    summary = capacity_summary(reports, args.hold)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    if args.plot:
-        plot(report, Path(args.plot))
-    print(format_table(report))
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"held: {summary['held']} camera(s) (every camera >= {args.hold:.0%} of its target)")
     return 0
 
 
@@ -328,7 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     shared = Path(__file__).resolve().parents[2] / "shared"
     bench = sub.add_parser("bench", help="measure throughput and latency on this machine")
-    bench.add_argument("--cameras", type=int, default=1, help="simulated cameras")
+    bench.add_argument(
+        "--cameras", type=_counts, default=(1,),
+        help="simulated cameras; several counts (2,4,6) find how many this machine holds",
+    )  # fmt: skip
+    bench.add_argument(
+        "--hold", type=float, default=0.95,
+        help="with several counts: the share of its target each camera must reach",
+    )  # fmt: skip
     bench.add_argument(
         "--fps", type=_rates, default=(10.0,), help="frame rate of each camera; 10,25 alternates 10 and 25"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_table", "plot"]
+__all__ = ["capacity_line", "capacity_summary", "format_table", "plot"]
 
 
 def _pct(value: float | None) -> str:
@@ -84,6 +84,42 @@ def format_table(report: dict[str, Any]) -> str:
         + ", ".join(f"{k} CPU {v:.0f}%" for k, v in report.get("others_cpu_percent", {}).items()),
     ]
     return "\n".join(lines)
+
+
+def _worst_share(report: dict[str, Any]) -> float:
+    """The lowest share of its target (rate or cap) that any camera processed."""
+    return min((c["target_ratio"] or 0.0) for c in report["cameras"].values())
+
+
+def capacity_line(report: dict[str, Any], hold: float, header: bool = False) -> str:
+    """One camera count of a cameras-per-device sweep; with ``header``, what ran and the columns first."""
+    total, cameras = report["total"], report["cameras"]
+    camera_cpu = sum(c.get("camera_cpu_percent") or 0.0 for c in cameras.values()) / len(cameras)
+    server = report.get("others_cpu_percent", {}).get("rtsp_server", 0.0)
+    worst = _worst_share(report)
+    line = (
+        f"{len(cameras):>7} {total['target_fps']:>7.1f} {total['processed_fps']:>9.1f} {worst:>6.3f}"
+        f" {_ms(total['latency_ms']['p95']):>5} {report['process']['cpu_percent']:>6.0f}%"
+        f" {camera_cpu:>6.1f}% {server:>6.0f}% {'yes' if worst >= hold else 'no':>5}"
+    )
+    if not header:
+        return line
+    columns = (
+        f"{'cameras':>7} {'target':>7} {'processed':>9} {'worst':>6} {'p95':>5} {'daemon':>7}"
+        f" {'camera':>7} {'server':>7} {'held':>5}"
+    )
+    legend = (
+        "(target, processed: frames/s in all; worst: the lowest camera's share of its target;"
+        " camera: one camera's thread, % of a core; server: the simulated cameras on the same cores)"
+    )
+    setup = _setup_line(report).replace(f"{len(cameras)} camera(s)", "N cameras")
+    return "\n".join((setup, legend, columns, line))
+
+
+def capacity_summary(reports: list[dict[str, Any]], hold: float) -> dict[str, Any]:
+    """A sweep's result: the largest camera count held (every camera >= ``hold`` of its target), each run."""
+    held = [len(r["cameras"]) for r in reports if _worst_share(r) >= hold]
+    return {"schema": "streamd.bench-capacity/1", "hold": hold, "held": max(held, default=0), "runs": reports}
 
 
 def _threads(proc: dict[str, Any]) -> str:

@@ -49,6 +49,29 @@ def test_bench_runs_the_real_pipeline_and_reports_sane_numbers(tmp_path):
     assert "processed/model ceiling" in done.stdout
 
 
+@pytest.mark.alone
+def test_several_camera_counts_find_how_many_this_machine_holds(tmp_path):
+    out = tmp_path / "capacity.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "streamd", "bench", "--cameras", "1,2", "--fps", "5", "--duration", "3",
+         "--warmup", "1", "--ceiling-seconds", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    assert summary["schema"] == "streamd.bench-capacity/1"
+    assert [len(run["cameras"]) for run in summary["runs"]] == [1, 2]
+    held = [
+        len(r["cameras"])
+        for r in summary["runs"]
+        if min(c["target_ratio"] for c in r["cameras"].values()) >= 0.95
+    ]
+    assert summary["held"] == max(held, default=0)
+    rows = [line.split() for line in done.stdout.splitlines() if line.split()[:1] in (["1"], ["2"])]
+    assert [row[0] for row in rows] == ["1", "2"] and all(row[-1] in ("yes", "no") for row in rows)
+    assert f"held: {summary['held']} camera(s)" in done.stdout
+
+
 def test_bench_statistics_count_drops_from_seq_gaps():
     msgs = [
         Received("a", seq, t_recv=100 + i * 0.2, total_ms=20 + i) for i, seq in enumerate(range(0, 100, 2))
