@@ -66,6 +66,10 @@ _SINK_COUNTERS = (
 
 class WorkerView(Protocol):
     errors: int
+    busy_s: float
+
+    @property
+    def cpu_s(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -130,9 +134,21 @@ class _Collector(Collector):
         errors = CounterMetricFamily(
             "streamd_worker_errors", "Inference worker failures.", labels=["model", "worker"]
         )
+        busy = CounterMetricFamily(
+            "streamd_worker_busy_seconds",
+            "Seconds the worker spent on frames rather than waiting for one (pipelined: its inference"
+            " thread); its rate near 1 means the session is at capacity.",
+            labels=["model", "worker"],
+        )
+        cpu = CounterMetricFamily(
+            "streamd_worker_cpu_seconds", "CPU time of the worker's thread(s).", labels=["model", "worker"]
+        )
         for (model, index), worker in self._sources.workers().items():
-            errors.add_metric([model, str(index)], worker.errors)
-        yield errors
+            labels = [model, str(index)]
+            errors.add_metric(labels, worker.errors)
+            busy.add_metric(labels, worker.busy_s)
+            cpu.add_metric(labels, worker.cpu_s)
+        yield from (errors, busy, cpu)
         yield from self._components()
         yield from self._analytics()
         invalid = GaugeMetricFamily(

@@ -148,7 +148,13 @@ class StatusViews:
             "cameras": cameras,
             "sinks": self.sink_summary(),
             "workers": {
-                w.name: {"provider": w.detector.provider, "errors": w.errors, "last_error": w.last_error}
+                w.name: {
+                    "provider": w.detector.provider,
+                    "errors": w.errors,
+                    "last_error": w.last_error,
+                    "busy_s": round(w.busy_s, 3),
+                    "cpu_s": round(w.cpu_s, 3),
+                }
                 for ws in daemon.workers.values()
                 for w in ws
             },

@@ -71,6 +71,10 @@ class InferenceWorker:
         self._throttle = Throttle(60.0)
         self.errors = 0  # batches whose inference failed
         self.last_error: str | None = None
+        # How much of its time and CPU the worker spends on frames: its rate of busy seconds
+        # near 1 means this session is at capacity (pipelined: its inference thread).
+        self.busy_s = 0.0
+        self._cpu_s = {"prep": 0.0, "infer": 0.0}  # thread CPU, each loop writing only its own
         base, model = f"worker/{self.name}", detector.name
         if detector.pipeline:
             self._prep = Component(f"{base}/prep", self._prepare_loop, self._stop, model=model, worker=index)
@@ -79,6 +83,16 @@ class InferenceWorker:
         else:
             self._infer = Component(base, self._serial_loop, self._stop, model=model, worker=index)
             self.components = [self._infer]
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU time of the worker's thread(s): preparing, inferring, tracking, publishing."""
+        return sum(self._cpu_s.values())
+
+    def _count_cpu(self, loop: str, mark: float) -> float:
+        now = time.thread_time()
+        self._cpu_s[loop] += now - mark
+        return now
 
     def add_camera(self, route: CameraRoute) -> None:
         self._routes = {**self._routes, route.config.id: route}  # copy-on-write: loops read without a lock
@@ -136,14 +150,20 @@ class InferenceWorker:
         return _Batch(kept, prepared, t_take, time.monotonic())
 
     def _serial_loop(self) -> None:
+        cpu = time.thread_time()
         while not self._stop.is_set():
             batch = self._take_and_prepare()
             if batch is None or self.process(batch):
                 self._infer.beat()
+            if batch is not None:
+                self.busy_s += time.monotonic() - batch.t_take
+            cpu = self._count_cpu("infer", cpu)
 
     def _prepare_loop(self) -> None:
+        cpu = time.thread_time()
         while not self._stop.is_set():
             batch = self._take_and_prepare()
+            cpu = self._count_cpu("prep", cpu)
             self._prep.beat()
             if batch is not None and not self._hand_over(batch):
                 self.board.release([f.camera for f in batch.frames])  # stopped first: let the cameras go
@@ -159,14 +179,18 @@ class InferenceWorker:
         return False
 
     def _infer_loop(self) -> None:
+        cpu = time.thread_time()
         while not self._stop.is_set():
             try:
                 batch = self._handover.get(timeout=self._idle_wait)
             except queue.Empty:
                 self._infer.beat()
                 continue
+            started = time.monotonic()
             if self.process(batch):
                 self._infer.beat()
+            self.busy_s += time.monotonic() - started
+            cpu = self._count_cpu("infer", cpu)
 
     # --- one batch --------------------------------------------------------------------------
 

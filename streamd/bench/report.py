@@ -80,6 +80,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"({proc['cpu_ms_per_processed_frame']} ms CPU per processed frame), "
         f"RSS {proc['rss_mb']:.0f} MB, peak {proc['peak_rss_mb']:.0f} MB",
         "daemon threads, ms CPU per processed frame: " + (_threads(proc) or "-"),
+        "sessions busy (share of the time on frames): "
+        + (", ".join(f"{name} {share:.2f}" for name, share in proc.get("workers_busy", {}).items()) or "-"),
         "same machine: "
         + ", ".join(f"{k} CPU {v:.0f}%" for k, v in report.get("others_cpu_percent", {}).items()),
     ]

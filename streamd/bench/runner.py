@@ -242,15 +242,21 @@ class _Measured:
 Counters = Callable[[], dict[str, dict[str, float]]]
 
 
+_WORKER = "worker/"  # the key prefix of a worker's counters among the cameras'
+
+
 def _http_counters(port: int) -> Counters:
-    """Each camera's counters from the daemon's /v1/cameras."""
+    """Each camera's counters, and each worker's (``worker/<name>``), from the daemon's /v1/cameras."""
 
     def read() -> dict[str, dict[str, float]]:
         url = f"http://127.0.0.1:{port}/v1/cameras"
         with urllib.request.urlopen(url, timeout=5) as response:
-            cameras = json.loads(response.read())["cameras"]
+            status = json.loads(response.read())
         keys = ("decoded", "skipped", "dropped", "processed", "cpu_s")
-        return {c["id"]: {k: float(c.get(k, 0)) for k in keys} for c in cameras}
+        counters = {c["id"]: {k: float(c.get(k, 0)) for k in keys} for c in status["cameras"]}
+        for name, worker in status.get("workers", {}).items():
+            counters[_WORKER + name] = {k: float(worker.get(k, 0)) for k in ("busy_s", "cpu_s")}
+        return counters
 
     return read
 
@@ -395,6 +401,12 @@ def _report(opts: BenchOptions, ceiling: dict[str, Any], measured: _Measured, lo
         "process": {
             "cpu_percent": round(100 * measured.cpu_s / opts.duration_s, 1),
             "cpu_ms_per_processed_frame": round(1000 * measured.cpu_s / processed, 2) if processed else None,
+            # Each inference session's share of the window spent on frames (1: never waiting).
+            "workers_busy": {
+                name.removeprefix(_WORKER): round(row.get("busy_s", 0.0) / opts.duration_s, 3)
+                for name, row in sorted(measured.counted.items())
+                if name.startswith(_WORKER)
+            },
             "threads_cpu_ms_per_processed_frame": {
                 kind: round(1000 * cpu / processed, 2)
                 for kind, cpu in sorted(measured.threads_cpu_s.items(), key=lambda kv: -kv[1])

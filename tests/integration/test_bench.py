@@ -44,6 +44,8 @@ def test_bench_runs_the_real_pipeline_and_reports_sane_numbers(tmp_path):
     threads = report["process"]["threads_cpu_ms_per_processed_frame"]  # the daemon names its threads
     assert threads["worker"] > 0 and threads["camera"] > 0, threads
     assert "daemon threads, ms CPU per processed frame: worker" in done.stdout
+    busy = report["process"]["workers_busy"]  # each session's share of the window on frames
+    assert busy and all(0 < share <= 1.05 for share in busy.values()), busy
     assert len(report["timeline"]) == 4
     assert png.stat().st_size > 10_000
     assert "processed/model ceiling" in done.stdout

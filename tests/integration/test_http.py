@@ -33,6 +33,7 @@ def test_healthz_follows_a_camera_down_and_back_and_metrics_match_the_counters(t
     server = RtspServer().start()
     config = write_config(tmp_path, {"door": {"url": server.url, "source": FAST_RECONNECT}}, free_port())
     daemon = Daemon(config)
+    started = time.monotonic()
     try:
         assert wait_for(lambda: daemon.get("/healthz")[0] == 200, 30), daemon.log_path.read_text()[-2000:]
         assert wait_for(lambda: camera_counters(daemon)["door"]["processed"] >= 20, 20)
@@ -63,6 +64,15 @@ def test_healthz_follows_a_camera_down_and_back_and_metrics_match_the_counters(t
         assert ("streamd_sink_queue_depth", zmq) in metrics
         assert metrics[("process_resident_memory_bytes", ())] > 50e6
         assert metrics[("process_cpu_seconds_total", ())] > 0
+        # How busy each worker is: seconds on frames, within the time it has run, and its thread CPU.
+        busy = {k[1]: v for k, v in metrics.items() if k[0] == "streamd_worker_busy_seconds_total"}
+        cpu = {k[1]: v for k, v in metrics.items() if k[0] == "streamd_worker_cpu_seconds_total"}
+        assert busy and busy.keys() == cpu.keys()
+        assert sum(busy.values()) > 0
+        assert max(busy.values()) < time.monotonic() - started
+        assert 0 < sum(cpu.values()) < metrics[("process_cpu_seconds_total", ())]
+        workers = daemon.get_json("/v1/cameras")["workers"]
+        assert sum(w["busy_s"] for w in workers.values()) >= sum(busy.values())
 
         healthy = daemon.get_json("/healthz")
         assert healthy["status"] == "ok" and healthy["cameras"]["door"]["state"] == "streaming"
