@@ -72,7 +72,8 @@ def test_healthz_follows_a_camera_down_and_back_and_metrics_match_the_counters(t
         assert max(busy.values()) < time.monotonic() - started
         assert 0 < sum(cpu.values()) < metrics[("process_cpu_seconds_total", ())]
         workers = daemon.get_json("/v1/cameras")["workers"]
-        assert sum(w["busy_s"] for w in workers.values()) >= sum(busy.values())
+        # read later, rounded to the millisecond
+        assert sum(w["busy_s"] for w in workers.values()) >= sum(busy.values()) - 0.001 * len(workers)
 
         healthy = daemon.get_json("/healthz")
         assert healthy["status"] == "ok" and healthy["cameras"]["door"]["state"] == "streaming"
