@@ -292,7 +292,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         ceiling_s=args.ceiling_seconds,
         command="streamd " + shlex.join(sys.argv[1:]),
     )
-    progress = lambda msg: print(f"# {msg}", file=sys.stderr, flush=True)  # noqa: E731
+
+    def progress(message: str) -> None:
+        print(f"# {message}", file=sys.stderr, flush=True)
+
     if len(args.cameras) == 1:
         report = run_bench(opts, progress=progress)
         if args.json:
