@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import av
-import cv2
 import numpy as np
 import onnxruntime as ort
 import supervision as sv
@@ -15,7 +14,7 @@ import supervision as sv
 from streamd.config import ModelConfig
 from streamd.detect.coco import COCO_CLASSES
 from streamd.detect.families import FAMILIES, Family
-from streamd.detect.letterbox import Letterbox, letterbox, letterbox_yuv420, unletterbox
+from streamd.detect.letterbox import Letterbox, input_tensor, letterbox, letterbox_yuv420, unletterbox
 from streamd.detect.nms import batched_nms
 from streamd.detect.session import create_session
 from streamd.errors import ModelError
@@ -191,9 +190,7 @@ class Detector:
         """One input tensor from placed images (a new array: the canvases can be reused at once)."""
         if len(placed) > self.max_batch:
             raise ValueError(f"{len(placed)} images for a batch of at most {self.max_batch}")
-        blob = cv2.dnn.blobFromImages(
-            [p.canvas for p in placed], scalefactor=self.family.scale, swapRB=self.family.rgb, crop=False
-        )
+        blob = input_tensor([p.canvas for p in placed], rgb=self.family.rgb, scale=self.family.scale)
         return Prepared(blob, [p.box for p in placed], [p.source_hw for p in placed])
 
     def prepare(self, images: Sequence[Image]) -> Prepared:

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from streamd.detect.families import FAMILIES, anchor_count, decode_ultralytics, decode_yolox
-from streamd.detect.letterbox import Letterbox, letterbox, letterbox_i420, letterbox_yuv420, unletterbox
+from streamd.detect.letterbox import (
+    Letterbox,
+    input_tensor,
+    letterbox,
+    letterbox_i420,
+    letterbox_yuv420,
+    unletterbox,
+)
 from streamd.detect.nms import batched_nms, nms
 from streamd.errors import ModelError
 from streamd.picture import i420, yuv420_planes
@@ -172,3 +179,13 @@ def test_the_decoders_planes_are_read_in_place_as_the_packed_picture():
     assert np.array_equal(u.reshape(-1), packed[60:75].reshape(-1))
     assert np.array_equal(v.reshape(-1), packed[75:].reshape(-1))
     assert yuv420_planes(picture.reformat(format="nv12")) is None
+
+
+@pytest.mark.parametrize(("rgb", "scale"), [(False, 1.0), (True, 1 / 255)])
+def test_input_tensor_is_what_opencv_blob_from_images_makes(rgb, scale):
+    rng = np.random.default_rng(4)
+    canvases = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(2)]
+    expected = cv2.dnn.blobFromImages(canvases, scalefactor=scale, swapRB=rgb, crop=False)
+    got = input_tensor(canvases, rgb=rgb, scale=scale)
+    assert got.shape == expected.shape == (2, 3, 48, 64) and got.dtype == np.float32
+    assert np.allclose(got, expected, rtol=1e-6, atol=1e-7)
