@@ -6,12 +6,11 @@ import threading
 import time
 
 import av
-import cv2
 import numpy as np
 
 from streamd.config import ModelConfig
 from streamd.detect import Detector
-from streamd.detect.letterbox import letterbox
+from streamd.detect.letterbox import input_tensor, letterbox
 from streamd.picture import to_bgr
 
 __all__ = ["decode_ceiling", "model_ceiling"]
@@ -35,9 +34,7 @@ def model_ceiling(
     first = detectors[0]
     batch = max(1, min(batch, first.max_batch))
     canvas, _ = letterbox(_first_frame(video), first.input_hw, first.family.center)
-    blob = cv2.dnn.blobFromImages(
-        [canvas] * batch, scalefactor=first.family.scale, swapRB=first.family.rgb, crop=False
-    )
+    blob = input_tensor([canvas] * batch, rgb=first.family.rgb, scale=first.family.scale)
     runs: list[list[float]] = [[] for _ in detectors]
     start_at = threading.Barrier(len(detectors) + 1)  # the loops, after their warm-up, and this thread
 
