@@ -51,12 +51,12 @@ def test_bench_runs_the_real_pipeline_and_reports_sane_numbers(tmp_path):
     assert "processed/model ceiling" in done.stdout
 
 
-@pytest.mark.alone
 def test_several_camera_counts_find_how_many_this_machine_holds(tmp_path):
+    # Not `alone`: it asserts the sweep's shape and its rule for held, no rate or timing.
     out = tmp_path / "capacity.json"
     done = subprocess.run(
-        [sys.executable, "-m", "streamd", "bench", "--cameras", "1,2", "--fps", "5", "--duration", "3",
-         "--warmup", "1", "--ceiling-seconds", "1", "--json", str(out)],
+        [sys.executable, "-m", "streamd", "bench", "--cameras", "1,2", "--fps", "5", "--duration", "2",
+         "--warmup", "0.5", "--ceiling-seconds", "0.5", "--json", str(out)],
         capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
