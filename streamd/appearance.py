@@ -81,9 +81,9 @@ class _Planes(NamedTuple):
 def _planes(picture: av.VideoFrame) -> _Planes | None:
     name = picture.format.name
     if name in ("yuv420p", "yuvj420p"):
-        (luma, line), (cb, chroma_line), (cr, _) = (plane_bytes(picture, i) for i in range(3))
+        (luma, line), (cb, chroma_line), (cr, _) = (plane_bytes(plane) for plane in picture.planes)
         return _Planes(luma, line, cb, cr, chroma_line, 1)
     if name == "nv12":  # chroma interleaved: U V U V ...
-        (luma, line), (chroma, chroma_line) = plane_bytes(picture, 0), plane_bytes(picture, 1)
+        (luma, line), (chroma, chroma_line) = (plane_bytes(plane) for plane in picture.planes)
         return _Planes(luma, line, chroma, chroma[1:], chroma_line, 2)
     return None

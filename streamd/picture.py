@@ -5,6 +5,7 @@ from __future__ import annotations
 import av
 import cv2
 import numpy as np
+from av.video.plane import VideoPlane
 
 __all__ = ["i420", "plane_bytes", "to_bgr", "yuv420_planes"]
 
@@ -28,21 +29,19 @@ def yuv420_planes(picture: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.nd
     if picture.format.name not in _I420_FORMATS or picture.width % 2 or picture.height % 2:
         return None
     sizes = ((picture.height, picture.width), *((picture.height // 2, picture.width // 2),) * 2)
-    y, u, v = (_rows(picture, i)[:h, :w] for i, (h, w) in enumerate(sizes))
+    y, u, v = (_rows(plane)[:h, :w] for plane, (h, w) in zip(picture.planes, sizes, strict=True))
     return y, u, v
 
 
-def plane_bytes(picture: av.VideoFrame, index: int) -> tuple[np.ndarray, int]:
-    """Plane ``index``'s bytes as the decoder wrote them (rows padded to the line size), not
-    copied, and its line size."""
-    plane = picture.planes[index]
+def plane_bytes(plane: VideoPlane) -> tuple[np.ndarray, int]:
+    """A plane's bytes as the decoder wrote them (rows padded to the line size), not copied,
+    and its line size."""
     return np.frombuffer(memoryview(plane), np.uint8), plane.line_size
 
 
-def _rows(picture: av.VideoFrame, index: int) -> np.ndarray:
-    height = picture.planes[index].height
-    flat, line = plane_bytes(picture, index)
-    return flat[: height * line].reshape(height, line)
+def _rows(plane: VideoPlane) -> np.ndarray:
+    flat, line = plane_bytes(plane)
+    return flat[: plane.height * line].reshape(plane.height, line)
 
 
 def to_bgr(picture: av.VideoFrame) -> np.ndarray:
