@@ -131,9 +131,9 @@ class Component:
         self.stats.state = state
 
     def _run(self) -> None:
-        name_os_thread(self.name)
         ended = False  # the body returned, or stopped during a backoff: the normal ways out
         try:
+            name_os_thread(self.name)
             while True:
                 self._set_state(ComponentState.RUNNING)
                 started = time.monotonic()

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import sys
 from functools import lru_cache
 
-__all__ = ["name_os_thread", "os_thread_name", "short_name"]
+__all__ = ["name_os_thread", "short_name"]
 
-_PR_SET_NAME, _PR_GET_NAME = 15, 16
+_PR_SET_NAME = 15
 _MAX_BYTES = 15  # Linux keeps 16 bytes with the terminating NUL
 
 
@@ -30,7 +31,9 @@ def name_os_thread(name: str) -> None:
     is ``python`` to ``top -H``, and a camera that burns a core cannot be told apart.
     """
     libc = _libc()
-    if libc is not None:
+    if libc is None:
+        return
+    with contextlib.suppress(OSError, ctypes.ArgumentError, UnicodeError):  # a name is not worth a thread
         libc.prctl(_PR_SET_NAME, short_name(name).encode(), 0, 0, 0)
 
 
@@ -45,14 +48,3 @@ def short_name(name: str) -> str:
         return name
     half = (_MAX_BYTES - 1) // 2
     return (raw[:half] + b"~" + raw[-half:]).decode(errors="replace")
-
-
-def os_thread_name() -> str | None:
-    """The calling thread's name as the system knows it (None where it cannot be read)."""
-    libc = _libc()
-    if libc is None:
-        return None
-    buffer = ctypes.create_string_buffer(_MAX_BYTES + 1)
-    if libc.prctl(_PR_GET_NAME, buffer, 0, 0, 0) != 0:
-        return None
-    return buffer.value.decode(errors="replace")
