@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import sys
 from functools import lru_cache
 
@@ -19,7 +18,8 @@ def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        # The process's own symbols, libc's among them: find_library("c") would run ldconfig.
+        return ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
 
