@@ -17,13 +17,14 @@ import numpy as np
 
 from streamd.picture import plane_bytes
 
-__all__ = ["REGIONS", "signatures", "similarity"]
+__all__ = ["LENGTH", "REGIONS", "signatures", "similarity"]
 
 # Parts of a box, as fractions (x0, y0, x1, y1) of its width and height.
 REGIONS = ((0.25, 0.12, 0.75, 0.5), (0.3, 0.55, 0.7, 0.92))
 _Y_BINS, _C_BINS = 4, 6
 _BINS = _Y_BINS * _C_BINS * _C_BINS
 _GRID = 16
+LENGTH = len(REGIONS) * _BINS  # of a signature
 _MIN_SIDE = 4  # pixels: a region smaller than this has no signature (a row of zeros)
 _PARTS = np.asarray(REGIONS)
 _STEPS = np.linspace(0.0, 1.0, _GRID)
@@ -59,7 +60,7 @@ def signatures(picture: av.VideoFrame, xyxy: np.ndarray) -> np.ndarray | None:
     rows: np.ndarray = np.sqrt(hist.astype(np.float32) * np.float32(1.0 / (_GRID * _GRID)))
     small = ((x1 - x0) < _MIN_SIDE) | ((y1 - y0) < _MIN_SIDE)
     rows[small.ravel()] = 0.0
-    return rows.reshape(len(boxes), len(REGIONS) * _BINS)
+    return rows.reshape(len(boxes), LENGTH)
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:

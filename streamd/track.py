@@ -1,8 +1,9 @@
 """Per-camera tracking: class filter, ByteTrack, box smoothing, confidence filter.
 
-ByteTrack (the ``trackers`` package) with three changes for cameras that lose frames,
-measured with ``bench/identity.py`` (the video as one of many cameras against the same
-video seen whole, IDF1 of the track ids; docs/events.md has the numbers):
+ByteTrack as the ``trackers`` package runs it, on arrays of tracks (``_ByteTrack``), with
+three changes for cameras that lose frames, measured with ``bench/identity.py`` (the
+video as one of many cameras against the same video seen whole, IDF1 of the track ids;
+docs/events.md has the numbers):
 
 - A track's box moves with its velocity between observations, but its size does not
   change with it: a person half hidden behind a post shrinks for a frame or two, and
@@ -29,7 +30,6 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 from trackers.core.bytetrack.tracklet import ByteTrackTracklet
-from trackers.core.bytetrack.utils import _get_alive_tracklets
 from trackers.utils.detections import default_confidences
 from trackers.utils.predict_timing import PredictTiming
 from trackers.utils.state_representations import XCYCWHStateEstimator
@@ -49,6 +49,7 @@ OVERLAP_IOU = 0.3
 # XCYCWH state layout: [xc, yc, w, h, vx, vy, vw, vh]
 _SIZE_VELOCITY = slice(6, 8)
 _VELOCITY = slice(4, 8)
+_POSITION = slice(0, 4)
 # Colours (streamd.appearance, bench/identity.py: IDF1 at 66% of frames kept, median of 12 drop
 # patterns, 0.881 by IoU alone, 0.913 with colours; the daemon's 8 cameras 0.868 -> 0.926):
 # a pair that looks this much less alike than the best-looking pair of its track or box is
@@ -58,147 +59,200 @@ SIGNATURE_KEEP = 0.95  # a track's signature: this much of the old one, the rest
 APART_IOU = 0.1  # a box overlapping another more than this does not update its track's signature
 
 
-class _ByteTrack(ByteTrackTracker):
-    """ByteTrack (trackers 2.6's update) with colour signatures and steady velocities in groups.
+class _Tracks:
+    """A camera's tracks, a row each: what trackers keeps in one ByteTrackTracklet object per track."""
 
-    The Kalman steps of all tracks run as one batched step each (``_predict``, ``_correct``)
-    rather than track by track through trackers' objects: the same arithmetic, 0.4 instead
-    of 0.9 ms a frame at about ten tracks (profiled on the shared video).
+    COLUMNS = ("state", "covariance", "ids", "misses", "missed_s", "streak", "looks", "steady")
+
+    def __init__(self, *columns: np.ndarray) -> None:
+        self.state: np.ndarray  # (n, 8): xc, yc, w, h and their velocities (XCYCWH)
+        self.covariance: np.ndarray  # (n, 3): pp, pv, vv of each coordinate (_Motion)
+        self.ids: np.ndarray  # track id; -1 until confirmed
+        self.misses: np.ndarray  # predictions since its last match (time_since_update)
+        self.missed_s: np.ndarray  # seconds since its last match
+        self.streak: np.ndarray  # consecutive matches (number_of_successful_consecutive_updates)
+        self.looks: np.ndarray  # (n, appearance.LENGTH) colour signature; zeros: none yet
+        self.steady: np.ndarray  # (n, 4) velocity kept while it overlaps another; NaN: it does not
+        for name, column in zip(self.COLUMNS, columns, strict=True):
+            setattr(self, name, column)
+
+    @classmethod
+    def born(cls, xyxy: np.ndarray, covariance: np.ndarray, looks: np.ndarray | None) -> _Tracks:
+        """New tracks from boxes (ByteTrackTracklet's initial state: the box, no velocity, one match)."""
+        n = len(xyxy)
+        state = np.zeros((n, 8))
+        state[:, _POSITION] = _xcycwh(xyxy)
+        return cls(
+            state,
+            np.broadcast_to(covariance, (n, 3)).copy(),
+            np.full(n, -1, np.int64),
+            np.zeros(n, np.int64),
+            np.zeros(n),
+            np.ones(n, np.int64),
+            np.zeros((n, appearance.LENGTH), np.float32) if looks is None else looks.astype(np.float32),
+            np.full((n, 4), np.nan),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take(self, rows: np.ndarray) -> _Tracks:
+        """The tracks at ``rows`` (indices or a mask), in that order."""
+        return _Tracks(*(getattr(self, name)[rows] for name in self.COLUMNS))
+
+    def extend(self, other: _Tracks) -> _Tracks:
+        """These tracks, then ``other``'s."""
+        return _Tracks(*(np.concatenate((getattr(self, n), getattr(other, n))) for n in self.COLUMNS))
+
+    def boxes(self) -> np.ndarray:
+        """The tracks' current boxes (xyxy)."""
+        s = self.state[:, _POSITION]
+        half = s[:, 2:] * 0.5
+        return np.hstack((s[:, :2] - half, s[:, :2] + half))
+
+
+class _ByteTrack:
+    """ByteTrack (trackers 2.6's update) on arrays of tracks, with colours and steady velocities in groups.
+
+    trackers' ByteTrackTracker supplies the settings, the clock (a predict step from the
+    timestamps) and the id allocator; its tracklet supplies the Kalman model (_Motion).
+    The tracks themselves are rows of arrays, so that every step runs for all of them at
+    once, with the same ids and boxes as trackers' objects one by one.
     """
 
-    # Set up here, not in __init__: trackers checks __init__'s signature against its tuning
-    # search space. Both map id(tracklet) to what is kept for a live tracklet.
-    _velocity_before: dict[int, np.ndarray] | None = None  # kept while overlapping
-    _signatures: dict[int, np.ndarray] | None = None  # its colours (streamd.appearance)
+    def __init__(self, settings: ByteTrackTracker) -> None:
+        self._settings = settings
+        self._motion = _Motion()
+        self._tracks = _Tracks.born(np.empty((0, 4)), self._motion.first, None)
 
-    def update(  # type: ignore[override]
+    def update(
         self, detections: sv.Detections, timestamp: float, looks: np.ndarray | None = None
     ) -> tuple[list[int], list[int]]:
         """The rows of ``detections`` that are returned and their track ids (-1: not tracked).
 
         ``looks`` are the detections' signatures (None: by IoU alone).
         """
-        timing = self._predict_timing(timestamp)
+        settings = self._settings
+        timing = settings._predict_timing(timestamp)
         if timing.skip_update:
             return list(range(len(detections))), [-1] * len(detections)
-        if not self.tracks and not len(detections):
+        if not len(self._tracks) and not len(detections):
             return [], []
-        _predict(self.tracks, timing)
-        budget = self._lost_track_time_budget(timing, self.maximum_time_without_update)
-        self._prune_lost_tracks(timing)
+        self._predict(timing)
+        budget = settings._lost_track_time_budget(timing, settings.maximum_time_without_update)
+        if budget is not None:  # expired by time: not matched again (trackers' _prune_lost_tracks)
+            self._tracks = self._tracks.take(self._tracks.missed_s <= budget)
+        tracks = self._tracks
 
+        boxes = np.asarray(detections.xyxy)
         confidences = default_confidences(detections)
-        high = np.flatnonzero(confidences >= self.high_conf_det_threshold)
-        low = np.flatnonzero(confidences < self.high_conf_det_threshold)
-        match = _Matching(self, np.asarray(detections.xyxy), looks)
-        left = match.associate(self.tracks, high)  # high-confidence detections first, to every track
+        high = np.flatnonzero(confidences >= settings.high_conf_det_threshold)
+        low = np.flatnonzero(confidences < settings.high_conf_det_threshold)
+        match = _Matching(settings, tracks, boxes, looks)
+        left = match.associate(np.arange(len(tracks)), high)  # high-confidence first, to every track
         match.associate(left, low)  # then low-confidence ones, to the tracks left
-        match.correct()
-        unmatched_high = match.unmatched(high)
-        rows, ids = match.rows, match.ids
-        for row in (*match.unmatched(low), *unmatched_high):  # returned without an id
-            rows.append(row)
-            ids.append(-1)
-        for row in unmatched_high:
-            if confidences[row] >= self.track_activation_threshold:
-                match.spawn(row)
+        match.finish(self._motion.r)
+        taken = np.zeros(len(detections), bool)
+        taken[match.rows] = True
+        unmatched_high = high[~taken[high]]
+        rows = [*match.rows, *low[~taken[low]].tolist(), *unmatched_high.tolist()]
+        ids = [*match.ids, *[-1] * (len(rows) - len(match.ids))]
+        spawn = unmatched_high[confidences[unmatched_high] >= settings.track_activation_threshold]
+        if len(spawn):
+            born = _Tracks.born(boxes[spawn], self._motion.first, None if looks is None else looks[spawn])
+            tracks = tracks.extend(born)
 
-        self.tracks = _get_alive_tracklets(
-            tracklets=self.tracks,
-            minimum_consecutive_frames=self.minimum_consecutive_frames,
-            maximum_frames_without_update=self.maximum_frames_without_update,
-            maximum_time_without_update=budget,
+        # trackers' _get_alive_tracklets: within the lost-track budget, and confirmed or just matched
+        within = (
+            tracks.missed_s <= budget
+            if budget is not None
+            else tracks.misses <= settings.maximum_frames_without_update
         )
-        live = {id(t) for t in self.tracks}
-        self._signatures = {k: v for k, v in match.signatures.items() if k in live}
-        self._keep_velocities_while_overlapping()
+        confirmed = (tracks.ids != -1) | (tracks.streak >= settings.minimum_consecutive_frames)
+        self._tracks = tracks.take(within & (confirmed | (tracks.misses == 0)))
+        _keep_velocities_while_overlapping(self._tracks)
         return rows, ids
 
-    def _keep_velocities_while_overlapping(self) -> None:
-        tracks = self.tracks
-        overlap = np.zeros(len(tracks))
-        if len(tracks) > 1:
-            boxes = _state_boxes(tracks)
-            iou = _iou(boxes, boxes)
-            np.fill_diagonal(iou, 0.0)
-            overlap = iou.max(axis=1)
-        kept: dict[int, np.ndarray] = {}
-        for track, worst in zip(tracks, overlap, strict=True):
-            if worst <= OVERLAP_IOU:
-                continue
-            state = track.state_estimator.kf.state
-            before = (self._velocity_before or {}).get(id(track))
-            if before is None:
-                kept[id(track)] = state[_VELOCITY].copy()
-            else:
-                state[_VELOCITY] = before
-                kept[id(track)] = before
-        self._velocity_before = kept  # only live, overlapping tracks: ids of dead ones cannot linger
+    def _predict(self, timing: PredictTiming) -> None:
+        """ByteTrackTracklet.predict of every track: one transition and noise for all.
+
+        A box's size is not extrapolated: its size velocity is zeroed first.
+        """
+        tracks = self._tracks
+        if timing.skip_predict or not len(tracks):
+            return
+        dt, (qa, qb, qc) = self._motion.step(timing)
+        x = tracks.state
+        x[:, _SIZE_VELOCITY] = 0.0
+        x[:, _POSITION] += dt * x[:, _VELOCITY]
+        pp, pv, vv = tracks.covariance.T
+        a, b = pp + dt * pv, pv + dt * vv  # F P
+        tracks.covariance = np.column_stack((a + dt * b + qa, b + qb, vv + qc))  # F P F' + Q
+        tracks.streak[tracks.misses > 0] = 0
+        tracks.misses += 1
+        if timing.elapsed_seconds is None:  # fixed-rate mode: trackers keeps no seconds
+            tracks.missed_s[:] = 0.0
+        else:
+            tracks.missed_s += timing.elapsed_seconds
 
 
 class _Matching:
-    """One update's associations: the detections matched (rows, ids) and the tracks' signatures after."""
+    """One update's associations: the detections matched (rows, ids) and what they change in the tracks.
 
-    def __init__(self, tracker: _ByteTrack, boxes: np.ndarray, looks: np.ndarray | None) -> None:
-        self.tracker, self.boxes, self.looks = tracker, boxes, looks
-        known = tracker._signatures or {}  # of live tracklets only: a new one may reuse a dead one's id()
-        self.signatures = {id(t): known[id(t)] for t in tracker.tracks if id(t) in known}
-        self.apart = _apart(boxes) if looks is not None else None
+    The IoU and the likeness of every track with every box are computed once, for both
+    rounds of association.
+    """
+
+    def __init__(
+        self, settings: ByteTrackTracker, tracks: _Tracks, boxes: np.ndarray, looks: np.ndarray | None
+    ) -> None:
+        self.settings, self.tracks, self.boxes, self.looks = settings, tracks, boxes, looks
+        self.iou = _iou(tracks.boxes(), boxes)
+        self.alike = appearance.similarity(tracks.looks, looks) if looks is not None else None
         self.rows: list[int] = []
         self.ids: list[int] = []
-        self._taken: set[int] = set()
-        self._updates: list[tuple[ByteTrackTracklet, int]] = []  # Kalman updates, made by correct()
+        self._matched: list[int] = []  # the track of each of rows
 
-    def associate(self, tracks: list[ByteTrackTracklet], rows: np.ndarray) -> list[ByteTrackTracklet]:
-        """Match ``tracks`` with the detections ``rows``; the tracks left unmatched."""
-        tracker = self.tracker
-        similarity = _iou(_state_boxes(tracks), self.boxes[rows])
-        self._weigh(similarity, tracks, rows)
-        matched, unmatched, _ = tracker._get_associated_indices(similarity, tracker.minimum_iou_threshold)
-        for r, c in matched:
-            track, row = tracks[r], int(rows[c])
-            # ByteTrackTracklet.update's bookkeeping; its Kalman update waits for correct().
-            track.time_since_update, track.time_since_update_seconds = 0, 0.0
-            track.number_of_successful_consecutive_updates += 1
-            self._updates.append((track, row))
-            confirmed = track.number_of_successful_consecutive_updates >= tracker.minimum_consecutive_frames
-            if confirmed and track.tracker_id == -1:
-                track.tracker_id = tracker._allocate_tracker_id()
-            self._remember(track, row)
-            self.rows.append(row)
-            self.ids.append(track.tracker_id)
-            self._taken.add(row)
-        return [tracks[i] for i in unmatched]
+    def associate(self, which: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Match the tracks ``which`` with the detections ``rows``; the tracks left unmatched."""
+        settings, tracks = self.settings, self.tracks
+        pairs = np.ix_(which, rows)
+        similarity = self.iou[pairs]
+        if self.alike is not None and similarity.size:
+            self._weigh(similarity, self.alike[pairs], which, rows)
+        matched, unmatched, _ = settings._get_associated_indices(similarity, settings.minimum_iou_threshold)
+        if matched:
+            r, c = np.array(matched).T
+            track, row = which[r], rows[c]
+            # ByteTrackTracklet.update's bookkeeping; its Kalman update waits for finish().
+            tracks.misses[track], tracks.missed_s[track] = 0, 0.0
+            tracks.streak[track] += 1
+            confirmed = (tracks.ids[track] == -1) & (
+                tracks.streak[track] >= settings.minimum_consecutive_frames
+            )
+            for t in track[confirmed]:  # ids in the order trackers gives them
+                tracks.ids[t] = settings._allocate_tracker_id()
+            self._matched.extend(track.tolist())
+            self.rows.extend(row.tolist())
+            self.ids.extend(tracks.ids[track].tolist())
+        return which[unmatched]
 
-    def correct(self) -> None:
-        """The Kalman updates of every track matched so far, as one batched step."""
-        if self._updates:
-            tracks, rows = zip(*self._updates, strict=True)
-            _correct(list(tracks), self.boxes[list(rows)])
-            self._updates = []
+    def finish(self, measurement_noise: float) -> None:
+        """The Kalman updates of every track matched, as one batched step, and their signatures."""
+        if not self._matched:
+            return
+        which, rows = np.array(self._matched), np.array(self.rows)
+        _correct(self.tracks, which, self.boxes[rows], measurement_noise)
+        if self.looks is not None:
+            self._remember(which, rows)
 
-    def unmatched(self, rows: np.ndarray) -> list[int]:
-        return [int(r) for r in rows if int(r) not in self._taken]
-
-    def spawn(self, row: int) -> None:
-        """A new tracklet from detection ``row``."""
-        tracklet = ByteTrackTracklet(
-            initial_bbox=self.boxes[row], state_estimator_class=self.tracker.state_estimator_class
-        )
-        self.tracker.tracks.append(tracklet)
-        if self.looks is not None and self.looks[row].any():
-            self.signatures[id(tracklet)] = self.looks[row]
-
-    def _weigh(self, similarity: np.ndarray, tracks: list[ByteTrackTracklet], rows: np.ndarray) -> None:
+    def _weigh(self, similarity: np.ndarray, alike: np.ndarray, which: np.ndarray, rows: np.ndarray) -> None:
         """Shrink the IoU of pairs that look less alike than the best-looking pair of their track or box."""
-        if self.looks is None or not similarity.size:
+        assert self.looks is not None
+        have = self.tracks.looks[which].any(axis=1)  # tracks without a signature: by IoU alone
+        if not have.any():
             return
-        have = [i for i, t in enumerate(tracks) if id(t) in self.signatures]
-        if not have:
-            return
-        alike = appearance.similarity(
-            np.array([self.signatures[id(tracks[i])] for i in have]), self.looks[rows]
-        )
+        alike = alike[have]
         iou = similarity[have]
         candidates = np.where(iou > 0, alike, 0.0)
         best = np.maximum(candidates.max(axis=1, keepdims=True), candidates.max(axis=0, keepdims=True))
@@ -206,69 +260,105 @@ class _Matching:
         penalty[:, ~self.looks[rows].any(axis=1)] = 0.0  # a box too small for a signature: by IoU alone
         similarity[have] = iou * (1.0 - penalty)
 
-    def _remember(self, track: ByteTrackTracklet, row: int) -> None:
-        if self.looks is None or self.apart is None:
-            return
-        new, old = self.looks[row], self.signatures.get(id(track))
-        if not new.any():  # too small for a signature
-            return
-        if old is None:
-            self.signatures[id(track)] = new
-        elif self.apart[row]:  # a box overlapping another mixes two people's colours
-            self.signatures[id(track)] = np.sqrt(SIGNATURE_KEEP * old**2 + (1.0 - SIGNATURE_KEEP) * new**2)
+    def _remember(self, which: np.ndarray, rows: np.ndarray) -> None:
+        """Matched tracks' signatures: a new track's is its box's; a box apart from others blends in."""
+        assert self.looks is not None
+        new = self.looks[rows]
+        old = self.tracks.looks[which]
+        seen = new.any(axis=1)  # a box too small has no signature
+        first = seen & ~old.any(axis=1)
+        blend = (
+            seen & ~first & _apart(self.boxes)[rows]
+        )  # a box overlapping another mixes two people's colours
+        looks = self.tracks.looks
+        looks[which[first]] = new[first]
+        looks[which[blend]] = np.sqrt(
+            SIGNATURE_KEEP * old[blend] ** 2 + (1.0 - SIGNATURE_KEEP) * new[blend] ** 2
+        )
 
 
-def _predict(tracks: list[ByteTrackTracklet], timing: PredictTiming) -> None:
-    """ByteTrackTracklet.predict of every track, batched: all share one transition and noise.
+def _keep_velocities_while_overlapping(tracks: _Tracks) -> None:
+    """Tracks overlapping another keep the velocity they had when the overlap began."""
+    overlap = np.zeros(len(tracks))
+    if len(tracks) > 1:
+        boxes = tracks.boxes()
+        iou = _iou(boxes, boxes)
+        np.fill_diagonal(iou, 0.0)
+        overlap = iou.max(axis=1)
+    over = overlap > OVERLAP_IOU
+    kept = over & ~np.isnan(tracks.steady[:, 0])
+    starts = over & ~kept
+    tracks.state[kept, _VELOCITY] = tracks.steady[kept]
+    tracks.steady[starts] = tracks.state[starts, _VELOCITY]
+    tracks.steady[~over] = np.nan
 
-    A box's size is not extrapolated: its size velocity is zeroed first.
+
+def _correct(tracks: _Tracks, which: np.ndarray, boxes: np.ndarray, r: float) -> None:
+    """KalmanFilter.update of the tracks ``which``, each with its box (xyxy), for all at once.
+
+    Per coordinate: H = [1 0], gain k = P H' / (H P H' + r), and P in Joseph form,
+    (I - k H) P (I - k H)' + k r k', as trackers' filter computes it.
     """
-    if timing.skip_predict or not tracks:
-        return
-    first = tracks[0].state_estimator
-    first.motion.apply(first.kf, timing.frame_step, timing.frame_rate)  # F and Q for this step
-    f, q = first.kf.transition_mtx, first.kf.process_noise
-    filters = [t.state_estimator.kf for t in tracks]
-    x = np.stack([kf.state for kf in filters])
-    x[:, _SIZE_VELOCITY] = 0.0
-    x = f @ x
-    p = f @ np.stack([kf.state_covariance for kf in filters]) @ f.T + q
-    for track, kf, state, covariance in zip(tracks, filters, x, p, strict=True):
-        kf.state = kf.state_prior = state
-        kf.state_covariance = kf.state_covariance_prior = covariance
-        if track.time_since_update > 0:
-            track.number_of_successful_consecutive_updates = 0
-        track._advance_miss_clocks(timing)
+    x = tracks.state[which]
+    pp, pv, vv = tracks.covariance[which].T
+    s = pp + r
+    k0, k1 = pp / s, pv / s
+    innovation = _xcycwh(boxes) - x[:, _POSITION]
+    x[:, _POSITION] += k0[:, None] * innovation
+    x[:, _VELOCITY] += k1[:, None] * innovation
+    a = 1.0 - k0
+    tracks.state[which] = x
+    tracks.covariance[which] = np.column_stack(
+        (
+            a * a * pp + k0 * k0 * r,
+            a * (pv - k1 * pp) + k0 * k1 * r,
+            k1 * k1 * pp - 2.0 * k1 * pv + vv + k1 * k1 * r,
+        )
+    )
 
 
-def _correct(tracks: list[ByteTrackTracklet], boxes: np.ndarray) -> None:
-    """KalmanFilter.update of each track with its box (xyxy), batched (H = [I 0], one R for all)."""
-    filters = [t.state_estimator.kf for t in tracks]
-    r = filters[0].measurement_noise
-    xyxy = boxes.astype(np.float64)
-    z = np.empty((len(xyxy), 4, 1))
-    z[:, 2:, 0] = xyxy[:, 2:] - xyxy[:, :2]
-    z[:, :2, 0] = xyxy[:, :2] + z[:, 2:, 0] * 0.5
-    x = np.stack([kf.state for kf in filters])
-    p = np.stack([kf.state_covariance for kf in filters])
-    pht = p[:, :, :4]
-    gain = pht @ np.linalg.inv(p[:, :4, :4] + r)
-    x = x + gain @ (z - x[:, :4])
-    i_kh = np.broadcast_to(np.eye(8), p.shape).copy()
-    i_kh[:, :, :4] -= gain
-    p = i_kh @ p @ i_kh.transpose(0, 2, 1) + gain @ r @ gain.transpose(0, 2, 1)
-    for kf, state, covariance in zip(filters, x, p, strict=True):
-        kf.state = kf.state_post = state
-        kf.state_covariance = kf.state_covariance_post = covariance
+def _xcycwh(xyxy: np.ndarray) -> np.ndarray:
+    """Boxes as centre, width and height (float64, as trackers' xyxy_to_xywh)."""
+    xyxy = xyxy.astype(np.float64)
+    wh = xyxy[:, 2:] - xyxy[:, :2]
+    return np.hstack((xyxy[:, :2] + wh * 0.5, wh))
 
 
-def _state_boxes(tracks: list[ByteTrackTracklet]) -> np.ndarray:
-    """The tracks' current boxes (xyxy) from their states (xc, yc, w, h, ...)."""
-    if not tracks:
-        return np.empty((0, 4))
-    s = np.stack([t.state_estimator.kf.state[:4, 0] for t in tracks])
-    half = s[:, 2:] * 0.5
-    return np.hstack((s[:, :2] - half, s[:, :2] + half))
+class _Motion:
+    """trackers' constant-velocity Kalman model of ByteTrack's XCYCWH boxes, as one 2x2 block.
+
+    Its F, Q, R and first covariance tie each coordinate (xc, yc, w, h) to its own velocity
+    only, with the same numbers for all four, so a track's covariance is one 2x2 matrix,
+    kept as (pp, pv, vv), for its four coordinates. ``_block`` checks that this holds.
+    """
+
+    def __init__(self) -> None:
+        self._estimator = ByteTrackTracklet(np.zeros(4), XCYCWHStateEstimator).state_estimator
+        kf = self._estimator.kf
+        self.first = _block(kf.state_covariance)  # of a new track
+        r = kf.measurement_noise
+        if not np.array_equal(r, r[0, 0] * np.eye(4)):
+            raise ValueError(f"trackers' ByteTrack measurement noise is not one number per coordinate: {r}")
+        self.r = float(r[0, 0])
+        self._q: np.ndarray | None = None
+        self._q_block = self.first
+
+    def step(self, timing: PredictTiming) -> tuple[float, np.ndarray]:
+        """F's position-from-velocity term and Q (pp, pv, vv) for a predict step."""
+        kf = self._estimator.kf
+        self._estimator.motion.apply(kf, timing.frame_step, timing.frame_rate)  # cached by frame step
+        if kf.process_noise is not self._q:
+            self._q, self._q_block = kf.process_noise, _block(kf.process_noise)
+        f = kf.transition_mtx
+        return float(f[0, 4]), self._q_block
+
+
+def _block(m: np.ndarray) -> np.ndarray:
+    """(pp, pv, vv) of an 8x8 matrix made of the same 2x2 block for each coordinate."""
+    block = np.array([m[0, 0], m[0, 4], m[4, 4]])
+    if not np.array_equal(m, np.kron([[block[0], block[1]], [block[1], block[2]]], np.eye(4))):
+        raise ValueError(f"trackers' ByteTrack Kalman matrix is not one 2x2 block per coordinate: {m}")
+    return block
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -312,13 +402,15 @@ class CameraTracker:
         self._appearance = cfg.appearance
         self._tracker = (
             _ByteTrack(
-                lost_track_buffer=max(1, math.ceil(cfg.lost_track_s * _TRACKERS_REFERENCE_FPS)),
-                frame_rate=nominal_fps,
-                track_activation_threshold=cfg.activation_confidence,
-                minimum_consecutive_frames=cfg.confirm_frames,
-                minimum_iou_threshold=cfg.min_iou,
-                high_conf_det_threshold=cfg.high_confidence,
-                state_estimator_class=XCYCWHStateEstimator,
+                ByteTrackTracker(
+                    lost_track_buffer=max(1, math.ceil(cfg.lost_track_s * _TRACKERS_REFERENCE_FPS)),
+                    frame_rate=nominal_fps,
+                    track_activation_threshold=cfg.activation_confidence,
+                    minimum_consecutive_frames=cfg.confirm_frames,
+                    minimum_iou_threshold=cfg.min_iou,
+                    high_conf_det_threshold=cfg.high_confidence,
+                    state_estimator_class=XCYCWHStateEstimator,
+                )
             )
             if cfg.enabled
             else None

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import supervision as sv
+from trackers import ByteTrackTracker
 from trackers.core.bytetrack.tracklet import ByteTrackTracklet
 from trackers.utils.predict_timing import PredictTiming
 from trackers.utils.state_representations import XCYCWHStateEstimator
 
 from streamd.config import CameraConfig
-from streamd.track import CameraTracker, _correct, _predict
+from streamd.track import CameraTracker, _block, _ByteTrack, _correct, _Tracks
 
 
 def camera(**overrides) -> CameraConfig:
@@ -96,23 +97,36 @@ def test_low_confidence_frames_keep_the_track_but_are_not_published():
 
 
 def test_batched_kalman_steps_are_trackers_steps_track_by_track():
-    """_predict and _correct do for all tracks at once what trackers' tracklets do one by one."""
+    """The tracks' arrays step as trackers' tracklets do one by one (a 2x2 block per coordinate)."""
     rng = np.random.default_rng(3)
     boxes = rng.uniform(0, 300, (5, 2))
     boxes = np.hstack((boxes, boxes + rng.uniform(20, 80, (5, 2))))
-    ours = [ByteTrackTracklet(b, XCYCWHStateEstimator) for b in boxes]
+    ours = _ByteTrack(ByteTrackTracker(state_estimator_class=XCYCWHStateEstimator))
+    ours._tracks = _Tracks.born(boxes, ours._motion.first, None)
     theirs = [ByteTrackTracklet(b, XCYCWHStateEstimator) for b in boxes]
-    timing = PredictTiming(frame_step=2.5, elapsed_seconds=0.25)  # a gap: Q scaled
-    for _ in range(3):
-        _predict(ours, timing)
+    for timing in (
+        PredictTiming(frame_step=2.5, elapsed_seconds=0.25),
+        PredictTiming(1.0, 0.1),
+    ):  # a gap: Q scaled
+        ours._predict(timing)
         for t in theirs:
             t.state_estimator.kf.state[6:8] = 0.0  # sizes are not extrapolated
             t.predict(timing)
         measured = boxes + rng.normal(0, 3, boxes.shape)
-        _correct(ours, measured)
+        _correct(ours._tracks, np.arange(len(boxes)), measured, ours._motion.r)
         for t, b in zip(theirs, measured, strict=True):
-            t.state_estimator.update(b)
-    for a, b in zip(ours, theirs, strict=True):
-        assert np.allclose(a.state_estimator.kf.state, b.state_estimator.kf.state)
-        assert np.allclose(a.state_estimator.kf.state_covariance, b.state_estimator.kf.state_covariance)
-        assert (a.time_since_update, a.age) == (b.time_since_update, b.age)
+            t.update(b)
+    tracks = ours._tracks
+    for i, t in enumerate(theirs):
+        kf = t.state_estimator.kf
+        pp, pv, vv = tracks.covariance[i]
+        assert np.allclose(tracks.state[i], kf.state.ravel())
+        assert np.allclose(np.kron([[pp, pv], [pv, vv]], np.eye(4)), kf.state_covariance)
+
+
+def test_a_kalman_model_that_is_not_one_block_per_coordinate_is_refused():
+    """Should trackers' ByteTrack tuning stop being one 2x2 block for all coordinates, this fails loudly."""
+    scaled = np.eye(8)
+    scaled[2, 2] = 4.0  # the width's own variance
+    with pytest.raises(ValueError, match="2x2 block"):
+        _block(scaled)
