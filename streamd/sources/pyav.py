@@ -163,7 +163,7 @@ class Stream:
             try:
                 yield from self._demux_decode(stop, admit, paced, started, period)
             except av.FFmpegError as exc:
-                raise SourceError(_describe(exc)) from exc
+                raise SourceError(_describe(exc, reading=True)) from exc
             if stop.is_set():
                 return
             if self._live:
@@ -227,8 +227,9 @@ class Stream:
         return not self.keyframes_only
 
 
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, av.error.ExitError):
+def _describe(exc: Exception, reading: bool = False) -> str:
+    # A read timeout is PyAV's (ExitError: v4l2) or FFmpeg's own (TimeoutError: RTSP).
+    if isinstance(exc, av.error.ExitError) or (reading and isinstance(exc, av.error.TimeoutError)):
         return "no data within the read timeout (camera hung)"
     if isinstance(exc, ConnectionRefusedError | av.error.ConnectionRefusedError):
         return "connection refused"
@@ -249,8 +250,12 @@ def open_stream(camera: CameraConfig) -> Stream:
             # At the first read timeout FFmpeg's RTSP demuxer hands over the frame it was
             # holding (its H.264 parser waits for the next frame's start) and only the
             # second one raises; half the timeout makes a hung camera fail within it.
-            read_s = src.read_timeout_s / 2
-            container = av.open(camera.url, options=options, timeout=(src.open_timeout_s, read_s))
+            # The read timeout is FFmpeg's own (socket I/O, in microseconds): PyAV's takes
+            # the GIL in a callback at every read, a few hundred times a second per
+            # camera, and every worker's Python waits on those hand-overs.
+            read_us = round(src.read_timeout_s / 2 * 1e6)
+            options = {"timeout": str(read_us), **options}
+            container = av.open(camera.url, options=options, timeout=(src.open_timeout_s, None))
         elif kind == "v4l2":
             options = {**_v4l2_options(camera), **src.options}
             container = av.open(camera.url, format="v4l2", options=options, timeout=src.read_timeout_s)
