@@ -96,11 +96,12 @@ def measure(video: Path, count: int, line: bool, colours: bool = True) -> dict[s
         t = timed("input tensor", t)
         output = detector._run(prepared.blob)[0]
         t = timed("model", t)
-        xyxy, scores, class_ids = detector.family.decode(output, detector.input_hw, detector._confidence)
+        xyxy, scores, class_ids = detector.family.decode(output, prepared.input_hw, detector._confidence)
         t = timed("output decoding", t)
         batched_nms(xyxy, scores, class_ids, detector._nms_iou, detector._max_detections)
         timed("NMS", t)
-        detections = detector._postprocess(output, prepared.boxes[0], prepared.source_hw[0])  # not counted
+        box, source_hw = prepared.boxes[0], prepared.source_hw[0]
+        detections = detector._postprocess(output, box, source_hw, prepared.input_hw)
         t_scene += 0.1
         t = time.thread_time()
         result = route.finish(Frame("cam", n, time.time(), t_scene, 0.0, t_scene, picture), detections, 0, 0)

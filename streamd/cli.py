@@ -85,7 +85,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"{config.path}: ok, {len(config.cameras)} camera(s), zmq {config.daemon.zmq.endpoint}")
     for name, (det, *_) in detectors.items():
         print(
-            f"model {name}: {det.family.name} {det.input_hw[0]}x{det.input_hw[1]}, "
+            f"model {name}: {det.family.name} {det.input_hw[0]}x{det.input_hw[1]}"
+            f"{' (fitted to each picture)' if det.fit else ''}, "
             f"{len(det.class_names)} classes, batch {det.max_batch}, {det.provider}"
         )
     for name, sink in config.daemon.sinks.items():

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from streamd.detect import Detector
-from streamd.detect.detector import Placed, Prepared
+from streamd.detect.detector import Placed, Prepared, image_hw
 from streamd.log import Throttle, get_logger
 from streamd.redact import redact
 from streamd.route import CameraRoute
@@ -130,16 +130,23 @@ class InferenceWorker:
         if not frames:
             return None
         t_take = time.monotonic()
-        kept: list[Frame] = []
-        placed: list[Placed] = []
+        ready: list[Frame] = []
         for taken in frames:
             try:
-                frame = taken.ready()  # a GStreamer picture is copied out here, once it is wanted
-                placed.append(self.detector.place(frame.video, len(placed)))
-                kept.append(frame)
+                ready.append(taken.ready())  # a GStreamer picture is copied out here, once it is wanted
             except Exception as exc:  # this camera's picture; the others go on
                 self.board.release([taken.camera])
                 self._camera_failed(taken.camera, "preprocessing", exc)
+        input_hw = self.detector.input_hw_for([image_hw(frame.video) for frame in ready])
+        kept: list[Frame] = []
+        placed: list[Placed] = []
+        for frame in ready:
+            try:
+                placed.append(self.detector.place(frame.video, len(placed), input_hw))
+                kept.append(frame)
+            except Exception as exc:
+                self.board.release([frame.camera])
+                self._camera_failed(frame.camera, "preprocessing", exc)
         if not kept:
             return None
         try:

@@ -33,7 +33,10 @@ def model_ceiling(
     detectors = [Detector.from_config("ceiling", model) for _ in range(workers)]
     first = detectors[0]
     batch = max(1, min(batch, first.max_batch))
-    canvas, _ = letterbox(_first_frame(video), first.input_hw, first.family.center)
+    frame = _first_frame(video)
+    # The input the daemon gives this video's pictures (fitted to their shape where the model allows).
+    input_hw = first.input_hw_for([(int(frame.shape[0]), int(frame.shape[1]))])
+    canvas, _ = letterbox(frame, input_hw, first.family.center)
     blob = input_tensor([canvas] * batch, rgb=first.family.rgb, scale=first.family.scale)
     runs: list[list[float]] = [[] for _ in detectors]
     start_at = threading.Barrier(len(detectors) + 1)  # the loops, after their warm-up, and this thread
@@ -66,6 +69,7 @@ def model_ceiling(
         # CPU time of the whole process per frame: what one frame's inference costs the machine
         "cpu_ms_per_frame": round(1000 * cpu / max(1, batch * len(every)), 2),
         "provider": first.provider,  # type: ignore[dict-item]
+        "input": f"{input_hw[0]}x{input_hw[1]}",  # type: ignore[dict-item]
     }
 
 

@@ -44,7 +44,9 @@ def format_table(report: dict[str, Any]) -> str:
         f"machine: {report['machine']['cores']} cores, {report['machine']['cpu']}"
         + (f", {report['machine']['gpu']}" if report["machine"].get("gpu") else ""),
         f"ceiling: model-only {ceiling['fps']:.1f} fps "
-        f"({ceiling.get('workers', 1)} session(s), batch {ceiling['batch']}, "
+        f"({ceiling.get('workers', 1)} session(s), batch {ceiling['batch']}"
+        + (f", input {ceiling['input']}" if ceiling.get("input") else "")
+        + ", "
         f"{ceiling['latency_ms_p50']:.1f} ms, {ceiling.get('cpu_ms_per_frame', 0):.1f} ms CPU per frame), "
         f"decode-only {ceiling['decode_fps']:.0f} fps ({ceiling['decode_bgr_fps']:.0f} with BGR conversion)",
         f"limit once decoding is paid: {_num(limit.get('fps'), 1)} fps = ({limit.get('cores', 0):g} cores"

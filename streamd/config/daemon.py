@@ -92,6 +92,12 @@ class ModelConfig(Strict):
     input_size: tuple[int, int] | None = Field(
         None, description="[height, width] when the model's input size is dynamic"
     )
+    fit_input: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="infer each camera's picture on an input of its own shape (sides multiples of 32 within"
+        " the model's size) rather than padded to the model's square: a 4:3 picture costs 23% less, 16:9 38%;"
+        " auto: on for the CPU when the model runs at other sizes",
+    )
     workers: int | None = Field(
         None,
         ge=1,

@@ -8,11 +8,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import onnx
 import onnxruntime as ort
 
 from streamd.errors import ModelError
 
-__all__ = ["create_session", "default_threads", "gpu_usable", "requested_providers"]
+__all__ = ["create_session", "default_threads", "free_image_size", "gpu_usable", "requested_providers"]
 
 _NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -74,6 +75,34 @@ def requested_providers(
     return [cuda, cpu]
 
 
+def free_image_size(path: Path) -> tuple[bytes, tuple[int, int] | None]:
+    """The model with its image input's height and width free (names instead of numbers), and
+    the size it was exported at (None when it was free already).
+
+    A detector made of convolutions runs at other sizes than the one it was exported at;
+    whether this one really does is for the caller to try. ModelError when the file does
+    not parse or has no NCHW input.
+    """
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf's own errors
+        raise ModelError(f"{path}: cannot load model: {exc}") from exc
+    initialisers = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initialisers]
+    if len(inputs) != 1 or len(inputs[0].type.tensor_type.shape.dim) != 4:
+        raise ModelError(f"{path}: expected one NCHW image input")
+    dims = inputs[0].type.tensor_type.shape.dim
+    exported = (dims[2].dim_value, dims[3].dim_value)
+    for dim, name in ((dims[2], "height"), (dims[3], "width")):
+        dim.Clear()
+        dim.dim_param = name
+    del model.graph.value_info[:]  # shapes inferred for the exported size
+    # The outputs keep their declared shapes: which axis follows the image size depends on
+    # the model, and ONNX Runtime takes a declared output shape as a hint only.
+    data: bytes = model.SerializeToString()
+    return data, exported if all(exported) else None
+
+
 def create_session(
     path: Path,
     setting: str,
@@ -82,8 +111,9 @@ def create_session(
     threads: int | None = None,
     engine_cache: Path | None = None,
     fp16: bool = True,
+    model: bytes | None = None,
 ) -> tuple[ort.InferenceSession, str]:
-    """Load a model; return the session and the provider it really runs on.
+    """Load a model (``path``, or ``model``, its bytes, changed); the session and the provider it runs on.
 
     ModelError when the file does not load, or when an explicitly requested GPU
     provider did not come up (``auto`` falls back to the CPU instead).
@@ -103,7 +133,8 @@ def create_session(
             raise ModelError(f"{engine_cache}: cannot create the TensorRT engine cache: {exc}") from exc
     providers = requested_providers(setting, device, engine_cache=engine_cache, fp16=fp16)
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        source = model if model is not None else str(path)
+        session = ort.InferenceSession(source, sess_options=options, providers=providers)
     except Exception as exc:  # ORT raises its own untyped errors for unreadable models
         raise ModelError(f"{path}: cannot load model: {exc}") from exc
     active = session.get_providers()[0]

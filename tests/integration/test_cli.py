@@ -22,7 +22,9 @@ def test_check_config_accepts_the_demo_and_prints_one_line_per_camera():
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].endswith("ok, 1 camera(s), zmq tcp://127.0.0.1:5556")
-    assert any(line.startswith("model default: yolox 416x416, 80 classes") for line in lines)
+    assert any(
+        line.startswith("model default: yolox 416x416 (fitted to each picture), 80 classes") for line in lines
+    )
     assert any(line.startswith("pedestrians: file ") for line in lines)
 
 

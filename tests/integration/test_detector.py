@@ -8,6 +8,7 @@ import av
 import numpy as np
 import onnx
 import pytest
+import supervision as sv
 from onnx import TensorProto, helper
 
 from streamd.config import ModelConfig
@@ -156,3 +157,35 @@ def test_requested_providers_prefer_the_gpu_and_keep_cpu_last():
         "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider",
     ]  # fmt: skip
     assert requested_providers("cpu", 0, gpu=True) == ["CPUExecutionProvider"]
+
+
+def test_the_shared_yolox_runs_fitted_to_the_video_and_finds_the_same_people():
+    """Exported at a fixed 416x416, made free and tried at start: a 4:3 picture runs at 320x416."""
+    square = Detector.from_config("square", ModelConfig(path=MODEL, family="yolox", fit_input="off"))
+    fitted = Detector.from_config("fitted", ModelConfig(path=MODEL, family="yolox"))  # auto, on a CPU
+    assert (square.fit, fitted.fit) == (False, True)
+    assert fitted.input_hw == (416, 416)  # the largest input
+    frames = video_frames(3, start=50)
+    for frame in frames:
+        assert fitted.prepare([frame]).blob.shape == (1, 3, 320, 416)
+        (a,), (b,) = square.detect([frame]), fitted.detect([frame])
+        a, b = a[a.confidence >= 0.4], b[b.confidence >= 0.4]
+        assert len(a) >= 5 and abs(len(a) - len(b)) <= 1
+        iou = sv.box_iou_batch(a.xyxy, b.xyxy).max(axis=1)
+        assert np.median(iou) > 0.97 and (iou > 0.8).mean() >= 0.9
+
+
+def test_a_model_that_runs_at_one_size_only_is_not_fitted_or_fails_when_asked(tmp_path):
+    path = tmp_path / "fixed.onnx"
+    build_ultralytics_model(path)  # its anchor count is a constant: it cannot run at other sizes
+    auto = Detector.from_config("auto", ModelConfig(path=path, family="yolov8"))
+    assert not auto.fit and auto.prepare([np.zeros((48, 64, 3), np.uint8)]).blob.shape[2:] == (64, 64)
+    with pytest.raises(ModelError, match="fit_input is on, but it does not run on a 32x64 input"):
+        Detector.from_config("on", ModelConfig(path=path, family="yolov8", fit_input="on"))
+
+
+def test_a_batch_of_differently_shaped_pictures_shares_the_input_that_holds_each():
+    fitted = Detector.from_config("fitted", ModelConfig(path=MODEL, family="yolox"))
+    assert fitted.input_hw_for([(576, 768), (1080, 1920)]) == (320, 416)
+    assert fitted.input_hw_for([(1080, 1920), (1920, 1080)]) == (416, 416)
+    assert fitted.input_hw_for([]) == (416, 416)

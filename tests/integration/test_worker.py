@@ -105,10 +105,10 @@ def test_each_cameras_frames_are_published_in_order(rig):
 def test_a_frame_that_cannot_be_prepared_fails_only_its_camera(rig):
     real_place = rig.detector.place
 
-    def place(image, index):
+    def place(image, index, input_hw=None):
         if image.width == 66:  # camera b's pictures are broken
             raise ValueError("odd picture")
-        return real_place(image, index)
+        return real_place(image, index, input_hw)
 
     rig.detector.place = place
     broken = av.VideoFrame.from_ndarray(np.zeros((64, 66, 3), np.uint8), format="bgr24")

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from streamd.detect.detector import fitted_hw
 from streamd.detect.families import FAMILIES, anchor_count, decode_ultralytics, decode_yolox
 from streamd.detect.letterbox import (
     Letterbox,
@@ -189,3 +190,11 @@ def test_input_tensor_is_what_opencv_blob_from_images_makes(rgb, scale):
     got = input_tensor(canvases, rgb=rgb, scale=scale)
     assert got.shape == expected.shape == (2, 3, 48, 64) and got.dtype == np.float32
     assert np.allclose(got, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_fitted_input_keeps_the_picture_shape_in_multiples_of_32():
+    assert fitted_hw((576, 768), (416, 416)) == (320, 416)  # 4:3, the shared video
+    assert fitted_hw((1080, 1920), (416, 416)) == (256, 416)  # 16:9
+    assert fitted_hw((1920, 1080), (416, 416)) == (416, 256)  # portrait
+    assert fitted_hw((480, 480), (416, 416)) == (416, 416)
+    assert fitted_hw((1080, 1920), (640, 640)) == (384, 640)
