@@ -23,7 +23,7 @@ from trackers.eval.identity import compute_identity_metrics
 
 from streamd.analytics.events import load_event_schema
 from streamd.client import EventMessage, FrameMessage, Subscriber
-from tests.helpers import VIDEO, Daemon, collect, free_port, wait_for, write_config
+from tests.helpers import MODEL, VIDEO, Daemon, collect, free_port, wait_for, write_config
 from tests.servers import Mosquitto, WebhookServer
 
 pytestmark = pytest.mark.e2e
@@ -241,6 +241,9 @@ def run_cameras(tmp_path: Path, clip: Path, cameras: int, realtime: bool, second
         tmp_path,
         {f"cam{i}": camera for i in range(cameras)},
         port,
+        # The full square input: 8 paced cameras (80 frames/s) overload 2 cores with it, and
+        # identities under drops is what this measures (fitted, 2 cores process them all).
+        model={"path": str(MODEL), "family": "yolox", "fit_input": "off"},
         zmq={"endpoint": f"tcp://127.0.0.1:{port}", "send_hwm": 100000},
     )
     daemon = Daemon(config)
@@ -291,9 +294,11 @@ def test_eight_overloaded_cameras_count_like_one_and_keep_their_identities(tmp_p
     ]
     print(f"IDF1 of camera 0 against the video alone: {idf1:.3f} on {len(common)} frames")
     # bench/identity.py measures the whole video: 0.926 (0.868 without colours, 0.735 before overlapping
-    # tracks kept their velocity); this clip 0.927 (0.902). The floor leaves room for the drops of a
-    # loaded machine; tests/unit/test_appearance.py checks that colours decide a swap.
-    assert idf1 >= 0.88
+    # tracks kept their velocity); this clip 0.927 (0.902). How many frames a slow moment of a shared
+    # machine drops moves it: here 0.82-0.92 with 74% of frames processed, 0.92-0.98 with 84-86%
+    # (bench/identity.py, 12 random drop patterns: the worst 0.82 keeping 60%, 0.875 keeping 66%).
+    # The floor follows the share processed; tests/unit/test_appearance.py checks that colours decide a swap.
+    assert idf1 >= (0.88 if min(shares) >= 0.8 else 0.8)
 
 
 def test_a_reload_moves_a_line_without_reconnecting_the_camera(tmp_path):
