@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["Letterbox", "input_tensor", "letterbox", "letterbox_i420", "letterbox_yuv420", "unletterbox"]
+__all__ = ["Letterbox", "input_tensor", "letterbox", "letterbox_yuv420", "unletterbox"]
 
 PAD_VALUE = 114
 
@@ -53,19 +53,6 @@ def _placement(
     pad_x = (dst_w - new_w) // 2 if center else 0
     pad_y = (dst_h - new_h) // 2 if center else 0
     return scale, new_w, new_h, pad_x, pad_y
-
-
-def letterbox_i420(
-    i420: np.ndarray, size_hw: tuple[int, int], center: bool, out: np.ndarray | None = None
-) -> tuple[np.ndarray, Letterbox]:
-    """``letterbox_yuv420`` of a planar 4:2:0 picture in one ``(h * 3/2, w)`` uint8 array."""
-    h, w = i420.shape[0] * 2 // 3, i420.shape[1]
-    flat = i420.reshape(-1)
-    chroma = (h // 2) * (w // 2)
-    y = flat[: h * w].reshape(h, w)
-    u = flat[h * w : h * w + chroma].reshape(h // 2, w // 2)
-    v = flat[h * w + chroma : h * w + 2 * chroma].reshape(h // 2, w // 2)
-    return letterbox_yuv420((y, u, v), size_hw, center, out)
 
 
 def letterbox_yuv420(

@@ -15,7 +15,6 @@ from streamd.detect.letterbox import (
     Letterbox,
     input_tensor,
     letterbox,
-    letterbox_i420,
     letterbox_yuv420,
     unletterbox,
 )
@@ -112,12 +111,19 @@ def test_batched_nms_never_suppresses_across_classes():
     assert batched_nms(np.empty((0, 4), np.float32), np.empty(0), np.empty(0), 0.5).tolist() == []
 
 
-def test_letterbox_i420_matches_converting_first_within_chroma_rounding():
+def _planes(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Y, U and V of a packed I420 array (h * 3/2 rows), as views."""
+    h, w = packed.shape[0] * 2 // 3, packed.shape[1]
+    chroma = packed[h:].reshape(2, h // 2, w // 2)
+    return packed[:h], chroma[0], chroma[1]
+
+
+def test_letterbox_yuv420_matches_converting_first_within_chroma_rounding():
     rng = np.random.default_rng(0)
     bgr = cv2.GaussianBlur(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), (9, 9), 3)
     planes = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
     expected, box_a = letterbox(cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420), (64, 64), center=True)
-    got, box_b = letterbox_i420(planes, (64, 64), center=True)
+    got, box_b = letterbox_yuv420(_planes(planes), (64, 64), center=True)
     assert box_a == box_b == Letterbox(scale=0.5, pad_x=0, pad_y=8)
     assert (got[:8] == 114).all()
     assert (got[56:] == 114).all()
@@ -158,7 +164,7 @@ def test_letterbox_of_padded_plane_views_equals_the_packed_picture():
     """The detector reads the decoder's planes in place: rows padded to the line size must not matter."""
     rng = np.random.default_rng(1)
     planes = rng.integers(0, 255, (144, 128), dtype=np.uint8)  # i420 of a 96x128 picture
-    packed, box_a = letterbox_i420(planes, (64, 64), center=False)
+    packed, box_a = letterbox_yuv420(_planes(planes), (64, 64), center=False)
     y = np.zeros((96, 160), np.uint8)  # line size 160, as a decoder aligns rows
     u, v = np.zeros((48, 96), np.uint8), np.zeros((48, 96), np.uint8)
     y[:, :128] = planes[:96]
