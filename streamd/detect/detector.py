@@ -64,7 +64,11 @@ class Prepared:
     blob: np.ndarray
     boxes: list[Letterbox]
     source_hw: list[tuple[int, int]]
-    input_hw: tuple[int, int]
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """The batch's input height and width."""
+        return int(self.blob.shape[2]), int(self.blob.shape[3])
 
 
 def class_names_from_metadata(session: ort.InferenceSession) -> list[str] | None:
@@ -275,9 +279,7 @@ class Detector:
         if any(p.canvas.shape[:2] != hw for p in placed):
             raise ValueError("the images of a batch were placed at different input sizes")
         blob = input_tensor([p.canvas for p in placed], rgb=self.family.rgb, scale=self.family.scale)
-        return Prepared(
-            blob, [p.box for p in placed], [p.source_hw for p in placed], (int(hw[0]), int(hw[1]))
-        )
+        return Prepared(blob, [p.box for p in placed], [p.source_hw for p in placed])
 
     def prepare(self, images: Sequence[Image]) -> Prepared:
         """Letterbox up to ``max_batch`` images into one input tensor."""
