@@ -110,13 +110,24 @@ class Daemon:
 
     @classmethod
     def from_config(cls, config: Config) -> Daemon:
-        """Load the models, bind the publisher and the HTTP server; fails fast with StreamdError."""
+        """Bind the publisher, load the models, listen for HTTP; fails fast with StreamdError.
+
+        The publisher binds before the models load, so subscribers waiting for a restarted
+        daemon rejoin meanwhile and miss none of its first results (ZeroMQ's slow joiner).
+        """
         from streamd.loading import load_detectors  # noqa: PLC0415 - imports onnxruntime
 
         if config.daemon.strict_start and config.invalid:
             raise ConfigError(config.problems())
-        detectors = load_detectors(config)
-        daemon = cls(config, detectors, build_sinks(config))
+        sinks = build_sinks(config)
+        try:
+            detectors = load_detectors(config)
+        except BaseException:
+            for sink in sinks.values():
+                sink.stop()
+                sink.join(1.0)
+            raise
+        daemon = cls(config, detectors, sinks)
         if config.daemon.strict_start and daemon.invalid:
             raise ConfigError([line for bad in daemon.invalid.values() for line in bad.problems])
         listen = config.daemon.http.listen

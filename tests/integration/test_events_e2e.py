@@ -35,14 +35,21 @@ CLIP_FRAMES = 400
 
 
 def events_until_done(sub: Subscriber, daemon: Daemon, camera: str, seconds: float) -> list[dict[str, Any]]:
-    """Events of a non-looping camera until it has processed the whole clip and stopped."""
+    """Events of a non-looping camera until it has processed the whole clip and stopped.
+
+    ``sub`` takes frames too: every frame of the clip must arrive, the first included, so
+    a subscriber connected before the daemon starts misses none of its results.
+    """
     events: list[dict[str, Any]] = []
+    seqs: list[int] = []
     deadline = time.monotonic() + seconds
     last_check = 0.0
     while time.monotonic() < deadline:
         msg = sub.recv_any(timeout_s=0.5)
         if isinstance(msg, EventMessage):
             events.append(msg.raw)
+        elif msg is not None:
+            seqs.append(msg.seq)
         if time.monotonic() - last_check > 1.0:
             last_check = time.monotonic()
             code, body = daemon.get("/v1/cameras")
@@ -50,15 +57,27 @@ def events_until_done(sub: Subscriber, daemon: Daemon, camera: str, seconds: flo
                 continue
             status = {c["id"]: c for c in json.loads(body)["cameras"]}
             if status[camera]["state"] == "stopped" and status[camera]["processed"] == CLIP_FRAMES:
-                events += [
-                    m.raw
-                    for m in iter(lambda: sub.recv_any(timeout_s=0.5), None)
-                    if isinstance(m, EventMessage)
-                ]
+                for m in iter(lambda: sub.recv_any(timeout_s=0.5), None):
+                    if isinstance(m, EventMessage):
+                        events.append(m.raw)
+                    else:
+                        seqs.append(m.seq)
+                assert seqs == list(range(CLIP_FRAMES)), (
+                    f"frames missed: {sorted(set(range(CLIP_FRAMES)) - set(seqs))[:20]}"
+                )
                 return events
     raise AssertionError(
         f"camera {camera} did not finish in {seconds} s; {daemon.log_path.read_text()[-2000:]}"
     )
+
+
+def line_totals(path: Path) -> dict[str, int] | None:
+    """The middle line's in and out totals as the counts file holds them (None before it exists)."""
+    try:
+        line = json.loads(path.read_text())["lines"]["middle"]
+    except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        return None
+    return {"in": sum(line["in"].values()), "out": sum(line["out"].values())}
 
 
 def check_consistency(events: list[dict[str, Any]], start: dict[str, int] | None = None) -> dict[str, int]:
@@ -152,7 +171,7 @@ def test_events_counts_snapshots_and_sinks_through_the_daemon_and_a_restart(tmp_
     }
     config = write_config(tmp_path, {"walk": camera}, port, sinks=sinks)
     daemon = Daemon(config)
-    sub = Subscriber(f"tcp://127.0.0.1:{port}", events=True, frames=False)
+    sub = Subscriber(f"tcp://127.0.0.1:{port}", events=True)
     try:
         first = events_until_done(sub, daemon, "walk", 90)
         end = check_consistency(first)
@@ -185,6 +204,9 @@ def test_events_counts_snapshots_and_sinks_through_the_daemon_and_a_restart(tmp_
             "streamd_zone_dwell_seconds_count",
             (("camera", "walk"), ("class", "person"), ("zone", "right")),
         ) in samples
+        # Totals are written within a second of changing: once written, a kill loses none of them.
+        state = tmp_path / "state" / "counts" / "walk.json"
+        assert wait_for(lambda: line_totals(state) == {"in": end["in"], "out": end["out"]}, 5)
         daemon.proc.send_signal(signal.SIGKILL)  # the webhook never got anything: all in the outbox
         daemon.proc.wait(10)
         assert hook.accepted == []
