@@ -239,6 +239,21 @@ def _describe(exc: Exception, reading: bool = False) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def _open_timeout(exc: Exception, elapsed_s: float, open_s: float, answer_s: float) -> str | None:
+    """Which timeout ended an RTSP open, in the user's keys; None when none did.
+
+    FFmpeg reports either one as invalid data (or an exit, or a timeout), so the time the
+    open took tells them apart.
+    """
+    if not isinstance(exc, av.error.ExitError | av.error.InvalidDataError | av.error.TimeoutError):
+        return None
+    if elapsed_s >= open_s * 0.9:
+        return f"not open within source.open_timeout_s ({open_s:g} s)"
+    if elapsed_s >= answer_s * 0.9:
+        return f"no answer within {answer_s:g} s (half of source.read_timeout_s)"
+    return None
+
+
 def open_stream(camera: CameraConfig) -> Stream:
     """Open a camera's source; SourceError with the reason when it cannot be opened."""
     kind = source_kind(camera.url)
@@ -253,9 +268,16 @@ def open_stream(camera: CameraConfig) -> Stream:
             # The read timeout is FFmpeg's own (socket I/O, in microseconds): PyAV's takes
             # the GIL in a callback at every read, a few hundred times a second per
             # camera, and every worker's Python waits on those hand-overs.
-            read_us = round(src.read_timeout_s / 2 * 1e6)
-            options = {"timeout": str(read_us), **options}
-            container = av.open(camera.url, options=options, timeout=(src.open_timeout_s, None))
+            answer_s = src.read_timeout_s / 2
+            options = {"timeout": str(round(answer_s * 1e6)), **options}
+            started = time.monotonic()
+            try:
+                container = av.open(camera.url, options=options, timeout=(src.open_timeout_s, None))
+            except av.FFmpegError as exc:
+                why = _open_timeout(exc, time.monotonic() - started, src.open_timeout_s, answer_s)
+                if why is None:
+                    raise
+                raise SourceError(f"cannot open {redact(camera.url)}: {why}") from exc
         elif kind == "v4l2":
             options = {**_v4l2_options(camera), **src.options}
             container = av.open(camera.url, format="v4l2", options=options, timeout=src.read_timeout_s)

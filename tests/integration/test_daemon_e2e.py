@@ -220,34 +220,53 @@ def test_hung_camera_is_detected_within_the_read_timeout_while_another_keeps_pub
 
 
 def test_unreachable_cameras_at_start_do_not_delay_the_others(tmp_path, rtsp_servers):
-    healthy, frozen = RtspServer().start(), RtspServer().start()
-    rtsp_servers.extend([healthy, frozen])
+    healthy, frozen, silent = RtspServer().start(), RtspServer().start(), RtspServer().start()
+    rtsp_servers.extend([healthy, frozen, silent])
     frozen.pause()  # accepts TCP connections (kernel) but never answers RTSP
+    silent.pause()
     refused = f"rtsp://127.0.0.1:{free_port()}/nothing"
     cameras = {
         "refused": {"url": refused, "source": FAST_RECONNECT},
-        "frozen": {"url": frozen.url, "source": {"open_timeout_s": 3.0, **FAST_RECONNECT}},
+        # The whole open may take 3 s; each answer could take 5 (half the read timeout).
+        "frozen": {
+            "url": frozen.url,
+            "source": {"open_timeout_s": 3.0, "read_timeout_s": 10.0, **FAST_RECONNECT},
+        },
+        # Each answer may take 2 s; the whole open 10 (the default).
+        "silent": {"url": silent.url, "source": {"read_timeout_s": 4.0, **FAST_RECONNECT}},
         "ok": {"url": healthy.url},
     }
-    started = time.monotonic()
     daemon, sub, _ = start(tmp_path, cameras)
     try:
-        first = collect(sub, 20, until=lambda got: len(got) >= 1)
-        first_s = time.monotonic() - started
+        first = collect(sub, 30, until=lambda got: len(got) >= 1)
         got = collect(sub, 5)
         assert wait_for(lambda: (daemon.status("refused") or {}).get("reconnects", 0) >= 2, 10)
         refused_status = daemon.status("refused")
         frozen_status = daemon.status("frozen")
+        silent_status = daemon.status("silent")
     finally:
         code, _ = daemon.stop()
         sub.close()
+    logs = daemon.logs()
+
+    def first_log(event: str, camera: str) -> float:
+        return min(log_time(e) for e in logs if e.get("event") == event and e.get("camera") == camera)
+
     assert first and first[0].camera == "ok"
-    assert first_s < 8.0  # daemon start and model load included; the frozen camera's open timeout is 3 s
+    # The healthy camera streamed before either silent one gave up on its first open.
+    assert first_log("camera streaming", "ok") < first_log("camera down", "frozen")
+    assert first_log("camera streaming", "ok") < first_log("camera down", "silent")
     assert {m.camera for m in got} == {"ok"}
     assert len(got) >= 40
     assert refused_status["state"] in ("reconnecting", "connecting")
     assert "refused" in refused_status["last_error"]
+    # Each silent camera says which of its timeouts ran out, in its own keys.
     assert frozen_status["state"] in ("reconnecting", "connecting")
+    assert "not open within source.open_timeout_s (3 s)" in frozen_status["last_error"], frozen_status
+    assert silent_status["state"] in ("reconnecting", "connecting")
+    assert "no answer within 2 s (half of source.read_timeout_s)" in silent_status["last_error"], (
+        silent_status
+    )
     assert code == 0
 
 
