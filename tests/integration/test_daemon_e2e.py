@@ -183,6 +183,7 @@ def _camera_value(rows: dict[str, dict], camera: str, key: str) -> object:
     return rows[camera].get(key)
 
 
+@pytest.mark.alone  # it measures another camera's gaps: a test beside it would add its own
 def test_hung_camera_is_detected_within_the_read_timeout_while_another_keeps_publishing(
     tmp_path, rtsp_servers
 ):

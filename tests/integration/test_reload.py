@@ -34,6 +34,7 @@ def longest_silence(timed: list[tuple[float, FrameMessage]], camera: str) -> flo
     return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
 
 
+@pytest.mark.alone  # it measures another camera's gaps: a test beside it would add its own
 def test_sighup_restarts_only_changed_cameras_and_keeps_cameras_whose_edit_is_invalid(tmp_path):
     server = RtspServer(cameras=3).start()
     source = {"read_timeout_s": 2.0, "reconnect": {"initial_s": 0.3, "max_s": 1.0}}
