@@ -160,7 +160,7 @@ class InferenceWorker:
         cpu = time.thread_time()
         while not self._stop.is_set():
             batch = self._take_and_prepare()
-            if batch is None or self.process(batch):
+            if self._idle_is_progress() if batch is None else self.process(batch):
                 self._infer.beat()
             if batch is not None:
                 self.busy_s += time.monotonic() - batch.t_take
@@ -191,13 +191,22 @@ class InferenceWorker:
             try:
                 batch = self._handover.get(timeout=self._idle_wait)
             except queue.Empty:
-                self._infer.beat()
+                if self._idle_is_progress():
+                    self._infer.beat()
                 continue
             started = time.monotonic()
             if self.process(batch):
                 self._infer.beat()
             self.busy_s += time.monotonic() - started
             cpu = self._count_cpu("infer", cpu)
+
+    def _idle_is_progress(self) -> bool:
+        """Waiting for frames is progress, unless the last inference failed.
+
+        A model that fails every frame (a CUDA error is sticky) is stuck though a slow
+        camera leaves it idle between frames; only a success ends that, or the watchdog.
+        """
+        return self.last_error is None
 
     # --- one batch --------------------------------------------------------------------------
 

@@ -149,6 +149,16 @@ def test_a_model_that_fails_on_every_frame_is_not_progress_and_recovers(rig):
     assert rig.worker.last_error is None
 
 
+def test_a_failing_model_stays_stuck_while_a_slow_camera_leaves_it_idle(rig):
+    rig.detector.infer = lambda prepared: (_ for _ in ()).throw(RuntimeError("CUDA error: unspecified"))
+    infer_loop = rig.worker.components[-1]
+    for _ in range(4):  # a 2.5 fps camera: the loop waits idle (0.25 s) between its frames
+        rig.put("a")
+        time.sleep(0.4)
+    assert rig.worker.errors >= 3
+    assert infer_loop.stuck(time.monotonic(), 1.0) is not None
+
+
 def test_an_exception_in_the_loop_restarts_it_and_frames_flow_again(rig):
     real_take = rig.board.take
     calls = [0]
