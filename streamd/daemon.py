@@ -115,19 +115,23 @@ class Daemon:
         The publisher binds before the models load, so subscribers waiting for a restarted
         daemon rejoin meanwhile and miss none of its first results (ZeroMQ's slow joiner).
         """
-        from streamd.loading import load_detectors  # noqa: PLC0415 - imports onnxruntime
-
         if config.daemon.strict_start and config.invalid:
             raise ConfigError(config.problems())
         sinks = build_sinks(config)
         try:
-            detectors = load_detectors(config)
-        except BaseException:
+            return cls._around(config, sinks)
+        except BaseException:  # the sinks are bound and connecting: let them go
             for sink in sinks.values():
                 sink.stop()
                 sink.join(1.0)
             raise
-        daemon = cls(config, detectors, sinks)
+
+    @classmethod
+    def _around(cls, config: Config, sinks: dict[str, SinkRunner]) -> Daemon:
+        """The daemon around its built sinks: the models loaded, the HTTP server listening."""
+        from streamd.loading import load_detectors  # noqa: PLC0415 - imports onnxruntime
+
+        daemon = cls(config, load_detectors(config), sinks)
         if config.daemon.strict_start and daemon.invalid:
             raise ConfigError([line for bad in daemon.invalid.values() for line in bad.problems])
         listen = config.daemon.http.listen
