@@ -267,9 +267,8 @@ class _Matching:
         old = self.tracks.looks[which]
         seen = new.any(axis=1)  # a box too small has no signature
         first = seen & ~old.any(axis=1)
-        blend = (
-            seen & ~first & _apart(self.boxes)[rows]
-        )  # a box overlapping another mixes two people's colours
+        # Only a box apart from the others blends in: an overlapping one mixes two people's colours.
+        blend = seen & ~first & _apart(self.boxes)[rows]
         looks = self.tracks.looks
         looks[which[first]] = new[first]
         looks[which[blend]] = np.sqrt(

@@ -135,8 +135,7 @@ class InferenceWorker:
             try:
                 ready.append(taken.ready())  # a GStreamer picture is copied out here, once it is wanted
             except Exception as exc:  # this camera's picture; the others go on
-                self.board.release([taken.camera])
-                self._camera_failed(taken.camera, "preprocessing", exc)
+                self._preparing_failed(taken.camera, exc)
         input_hw = self.detector.input_hw_for([image_hw(frame.video) for frame in ready])
         kept: list[Frame] = []
         placed: list[Placed] = []
@@ -145,8 +144,7 @@ class InferenceWorker:
                 placed.append(self.detector.place(frame.video, len(placed), input_hw))
                 kept.append(frame)
             except Exception as exc:
-                self.board.release([frame.camera])
-                self._camera_failed(frame.camera, "preprocessing", exc)
+                self._preparing_failed(frame.camera, exc)
         if not kept:
             return None
         try:
@@ -259,6 +257,11 @@ class InferenceWorker:
                 "inference failed", cameras=[f.camera for f in batch.frames], error=error,
                 failed_batches=self.errors, repeats_not_logged=held,
             )  # fmt: skip
+
+    def _preparing_failed(self, camera: str, exc: Exception) -> None:
+        """A camera's picture could not be prepared: let the camera go, count it against it."""
+        self.board.release([camera])
+        self._camera_failed(camera, "preprocessing", exc)
 
     def _camera_failed(self, camera: str, stage: str, exc: Exception) -> None:
         route = self._routes.get(camera)

@@ -10,6 +10,7 @@ import numpy as np
 
 from streamd.config import ModelConfig
 from streamd.detect import Detector
+from streamd.detect.detector import image_hw
 from streamd.detect.letterbox import input_tensor, letterbox
 from streamd.picture import to_bgr
 
@@ -35,7 +36,7 @@ def model_ceiling(
     batch = max(1, min(batch, first.max_batch))
     frame = _first_frame(video)
     # The input the daemon gives this video's pictures (fitted to their shape where the model allows).
-    input_hw = first.input_hw_for([(int(frame.shape[0]), int(frame.shape[1]))])
+    input_hw = first.input_hw_for([image_hw(frame)])
     canvas, _ = letterbox(frame, input_hw, first.family.center)
     blob = input_tensor([canvas] * batch, rgb=first.family.rgb, scale=first.family.scale)
     runs: list[list[float]] = [[] for _ in detectors]
