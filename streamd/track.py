@@ -141,7 +141,9 @@ class _ByteTrack:
         self._predict(timing)
         budget = settings._lost_track_time_budget(timing, settings.maximum_time_without_update)
         if budget is not None:  # expired by time: not matched again (trackers' _prune_lost_tracks)
-            self._tracks = self._tracks.take(self._tracks.missed_s <= budget)
+            # A track seen on the previous frame is not lost, however late this one comes
+            # (trackers would drop every track of a camera whose frames are over budget apart).
+            self._tracks = self._tracks.take((self._tracks.missed_s <= budget) | (self._tracks.misses <= 1))
         tracks = self._tracks
 
         boxes = np.asarray(detections.xyxy)

@@ -130,3 +130,14 @@ def test_a_kalman_model_that_is_not_one_block_per_coordinate_is_refused():
     scaled[2, 2] = 4.0  # the width's own variance
     with pytest.raises(ValueError, match="2x2 block"):
         _block(scaled)
+
+
+def test_frames_further_apart_than_the_lost_track_time_still_keep_their_tracks():
+    """A 1 fps cap with a late frame (1.02 s) must not drop tracks seen on the frame before."""
+    tracker = CameraTracker(camera(fps=1), None, nominal_fps=10.0)
+    published = [tracker.update(person(100.0 + 5 * i), 1.02 * i) for i in range(6)]
+    assert [len(p) for p in published[1:]] == [1] * 5
+    assert len({int(p.tracker_id[0]) for p in published[1:]}) == 1
+    # A track unseen on a frame is lost: gone once lost_track_s (1 s) has passed.
+    tracker.update(sv.Detections.empty(), 1.02 * 6)
+    assert len(tracker.update(person(130.0), 1.02 * 7)) == 0
